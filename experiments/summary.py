@@ -1,0 +1,93 @@
+r"""Prints a table of a model (parameters per stage, GMACs per view) without materialising weights.
+
+    python experiments/summary.py --config configs/uniformerv2/k400_b16_8x224.py
+    python experiments/summary.py --config configs/video_focalnet/k400_tiny.py --config.model.num_classes=10
+
+The model is built abstractly (``nnx.eval_shape``); GMACs come from XLA's cost analysis of the
+lowered eval-mode forward pass for one view (batch 1): multiply-accumulates = flops / 2, the unit
+the papers call "GFLOPs". The last line is a JSON object
+``{"params": int, "gmacs_per_view": float, "logits_shape": [...]}``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from absl import app  # noqa: E402
+from flax import nnx  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from vidjax import models  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+
+
+def _stage(path: tuple) -> str:
+  """Groups a parameter path into a stage: its first two components (lists keep their index)."""
+  keep = path[: max(1, min(2, len(path) - 1))]
+  return ".".join(str(p) for p in keep)
+
+
+def param_table(model: nnx.Module) -> tuple[dict[str, int], int]:
+  """Parameter count per stage and in total (nnx.Param only; BatchNorm statistics excluded)."""
+  per_stage: dict[str, int] = collections.OrderedDict()
+  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    size = int(jnp.size(var.get_value()) if hasattr(var, "get_value") else var.value.size)
+    per_stage[_stage(path)] = per_stage.get(_stage(path), 0) + size
+  return per_stage, sum(per_stage.values())
+
+
+def input_spec(model_cfg) -> jax.ShapeDtypeStruct:
+  """One view: [1, T, H, W, 3] float32."""
+  cfg = models.model_config(model_cfg)
+  return jax.ShapeDtypeStruct((1, cfg.num_frames, cfg.image_size, cfg.image_size, 3), jnp.float32)
+
+
+def forward_cost(model_cfg) -> tuple[float, tuple[int, ...]]:
+  """(GMACs per view, logits shape) of the eval-mode forward pass, from XLA cost analysis."""
+  model = models.abstract(model_cfg)
+  model.eval()
+  graphdef, state = nnx.split(model)
+  x = input_spec(model_cfg)
+
+  def forward(state, x):
+    return nnx.merge(graphdef, state)(x)
+
+  logits = jax.eval_shape(forward, state, x)
+  cost = jax.jit(forward).lower(state, x).cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax returns one dict per computation
+    cost = cost[0]
+  return float(cost["flops"]) / 2e9, tuple(logits.shape)
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("--config is required, e.g. --config configs/uniformerv2/k400_b16_8x224.py")
+  model = models.abstract(config.model)
+  per_stage, total = param_table(model)
+  gmacs, logits_shape = forward_cost(config.model)
+
+  width = max(len(k) for k in per_stage) + 2
+  print(f"{config.model.name}  ({_CONFIG.config_filename if hasattr(_CONFIG, 'config_filename') else ''})")
+  print(f"{'stage':<{width}}{'params':>16}{'share':>9}")
+  print("-" * (width + 25))
+  for name, n in per_stage.items():
+    print(f"{name:<{width}}{n:>16,}{100 * n / total:>8.2f}%")
+  print("-" * (width + 25))
+  print(f"{'total':<{width}}{total:>16,}")
+  spec = input_spec(config.model)
+  print(f"input per view {list(spec.shape)}  ->  logits {list(logits_shape)};  {gmacs:.2f} GMACs per view")
+  print(json.dumps({"params": total, "gmacs_per_view": round(gmacs, 3), "logits_shape": list(logits_shape)}))
+
+
+if __name__ == "__main__":
+  app.run(main)
