@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from absl import app  # noqa: E402
+from absl import app, logging  # noqa: E402
 from flax import nnx  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -29,19 +30,28 @@ from vidjax import models  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 
 
-def _stage(path: tuple) -> str:
-  """Groups a parameter path into a stage: its first two components (lists keep their index)."""
-  keep = path[: max(1, min(2, len(path) - 1))]
-  return ".".join(str(p) for p in keep)
-
-
 def param_table(model: nnx.Module) -> tuple[dict[str, int], int]:
-  """Parameter count per stage and in total (nnx.Param only; BatchNorm statistics excluded)."""
+  """Parameter count per stage and in total (nnx.Param only; BatchNorm statistics excluded).
+
+  A stage is a top-level attribute; a list keeps its index (FocalNet ``layers.0``), and an
+  attribute holding most of the model is split by its children (UniFormerV2 ``transformer.dec``).
+  """
+  sizes = [(path, math.prod(var.get_value().shape))
+           for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+  total = sum(n for _, n in sizes)
+  top = collections.Counter()
+  for path, n in sizes:
+    top[path[0]] += n
+
+  def stage(path: tuple) -> str:
+    if len(path) > 2 and (isinstance(path[1], int) or top[path[0]] > total / 2):
+      return f"{path[0]}.{path[1]}"
+    return str(path[0])
+
   per_stage: dict[str, int] = collections.OrderedDict()
-  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    size = int(jnp.size(var.get_value()) if hasattr(var, "get_value") else var.value.size)
-    per_stage[_stage(path)] = per_stage.get(_stage(path), 0) + size
-  return per_stage, sum(per_stage.values())
+  for path, n in sizes:
+    per_stage[stage(path)] = per_stage.get(stage(path), 0) + n
+  return per_stage, total
 
 
 def input_spec(model_cfg) -> jax.ShapeDtypeStruct:
@@ -69,6 +79,7 @@ def forward_cost(model_cfg) -> tuple[float, tuple[int, ...]]:
 
 def main(argv) -> None:
   del argv
+  logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("--config is required, e.g. --config configs/uniformerv2/k400_b16_8x224.py")
@@ -77,7 +88,7 @@ def main(argv) -> None:
   gmacs, logits_shape = forward_cost(config.model)
 
   width = max(len(k) for k in per_stage) + 2
-  print(f"{config.model.name}  ({_CONFIG.config_filename if hasattr(_CONFIG, 'config_filename') else ''})")
+  print(f"{config.model.name}: {sys.argv[sys.argv.index('--config') + 1] if '--config' in sys.argv else ''}")
   print(f"{'stage':<{width}}{'params':>16}{'share':>9}")
   print("-" * (width + 25))
   for name, n in per_stage.items():

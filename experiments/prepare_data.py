@@ -1,0 +1,223 @@
+"""Convert an annotated video dataset into a TFDS ArrayRecord dataset (no TensorFlow).
+
+  python experiments/prepare_data.py --format list --annotations DIR/train.txt --video_dir DIR \
+      --labels DIR/classes.txt --out /data/mydata --split train --mode frames --fps 25 \
+      --short_side 256 --workers 16
+
+Output (`--out`, a TFDS folder dataset; read with `tfds.builder_from_directory(out)` or
+`vidjax.data.sources.PreparedSource(out, split)`): shards
+`{name}-{split}.array_record-XXXXX-of-YYYYY` written with `group_size:1` (random access per video;
+uncompressed by default: the payloads are JPEG/mp4 already),
+`dataset_info.json`, `features.json`, `label.labels.txt`. Features: see
+`vidjax.data.sources.prepared_features`; mode `frames` stores one JPEG per frame resampled to
+`--fps` (nearest frame; 0 keeps all) with the short side resized to `--short_side` (DMVR style),
+mode `video` stores the original container bytes. Records are shuffled once (seeded) so shards
+are class-balanced, then cut into contiguous shards. Resumable: a shard is written to `*.tmp`
+and renamed with a `.json` sidecar (length, failures) when complete; a rerun skips completed
+shards. Run once per split into the same `--out`; the metadata lists every split written so far.
+Videos that fail to decode are skipped and listed in `{split}-failures.txt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from vidjax.data import decode, sources, transforms  # noqa: E402
+
+
+def encode_frames(path: str, fps: float, short_side: int, quality: int) -> tuple[list[bytes], float]:
+  """All frames resampled to `fps` (nearest source frame), short side → `short_side`, as JPEGs."""
+  out: list[bytes] = []
+  with av.open(path) as c:
+    s = c.streams.video[0]
+    s.codec_context.thread_count = 1
+    h, w = s.codec_context.height, s.codec_context.width
+    if short_side:
+      h, w = transforms.short_side_size(h, w, short_side)
+    src_fps = float(s.average_rate or s.guessed_rate or 25)
+    tb = float(s.time_base)
+    prev, t0, k = None, None, 0
+
+    def emit(f):
+      out.append(decode.encode_jpeg(f.reformat(width=w, height=h, format="rgb24").to_ndarray(), quality))
+
+    for f in c.decode(s):
+      t = (f.pts if f.pts is not None else len(out)) * tb
+      if fps <= 0:
+        emit(f)
+        continue
+      t0 = t if t0 is None else t0
+      while t0 + k / fps <= t + 1e-9:
+        target = t0 + k / fps
+        emit(prev[1] if prev is not None and target - prev[0] < t - target else f)
+        k += 1
+      prev = (t, f)
+  if not out:
+    raise decode.DecodeError("no frames decoded")
+  return out, (fps if fps > 0 else src_fps)
+
+
+def encode_record(rec: sources.VideoRecord, mode: str, fps: float, short_side: int,
+                  quality: int, features) -> tuple[str, bytes | None, str]:
+  """(record id, serialized example or None, error message)."""
+  try:
+    if mode == "frames":
+      frames, out_fps = encode_frames(rec.path, fps, short_side, quality)
+      ex = {"frames": frames, "num_frames": len(frames)}
+    else:
+      with open(rec.path, "rb") as f:
+        data = f.read()
+      with decode.open_container(data) as c:
+        n = decode.packet_index(c).num_frames
+        out_fps = float(c.streams.video[0].average_rate or 0)
+      if n == 0:
+        raise decode.DecodeError("no frames")
+      ex = {"video": data, "num_frames": n}
+    ex.update(id=rec.id, label=rec.label, fps=np.float32(out_fps))
+    return rec.id, features.serialize_example(ex), ""
+  except Exception as e:  # skip and report any unreadable video
+    return rec.id, None, f"{rec.path}: {type(e).__name__}: {e}"
+
+
+_WORKER = {}
+
+
+def _init_worker(mode, fps, short_side, quality, class_names):
+  _WORKER["fn"] = functools.partial(encode_record, mode=mode, fps=fps, short_side=short_side,
+                                    quality=quality,
+                                    features=sources.prepared_features(mode, class_names))
+
+
+def _work(rec):
+  return _WORKER["fn"](rec)
+
+
+def _write_metadata(out: str, name: str, features, split: str, lengths: list[int],
+                    num_bytes: int) -> None:
+  import tensorflow_datasets as tfds
+  split_infos = []
+  info_path = os.path.join(out, "dataset_info.json")
+  if os.path.exists(info_path):
+    with open(info_path) as f:
+      old = json.load(f)
+    for s in old.get("splits", []):
+      if s["name"] != split:
+        split_infos.append(tfds.core.SplitInfo(
+            name=s["name"], shard_lengths=[int(x) for x in s["shardLengths"]],
+            num_bytes=int(s.get("numBytes", 0)), filename_template=sources.shard_template(out, name, s["name"])))
+  split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=num_bytes,
+                                         filename_template=sources.shard_template(out, name, split)))
+  tfds.folder_dataset.write_metadata(data_dir=out, features=features, split_infos=split_infos,
+                                     check_data=False, description="vidjax prepared videos")
+
+
+def prepare(args) -> str:
+  from array_record.python.array_record_module import ArrayRecordWriter
+  ann = sources.parse_annotations(args.format, annotations=args.annotations,
+                                  video_dir=args.video_dir, labels=args.labels,
+                                  num_classes=args.num_classes or None, strict=args.strict)
+  records = list(ann.records)
+  np.random.default_rng(args.seed).shuffle(records)
+  num_shards = args.num_shards or max(1, math.ceil(len(records) / args.records_per_shard))
+  bounds = np.linspace(0, len(records), num_shards + 1).round().astype(int)
+  os.makedirs(args.out, exist_ok=True)
+  features = sources.prepared_features(args.mode, ann.classes.names)
+  feats_path = os.path.join(args.out, "features.json")
+  if os.path.exists(feats_path):  # splits written earlier must share features and classes
+    import tensorflow_datasets as tfds
+    old = tfds.features.FeaturesDict.from_config(args.out)
+    if old["label"].names != features["label"].names or set(old.keys()) != set(features.keys()):
+      raise ValueError(f"{args.out} already holds a dataset with other classes/mode")
+  tmpl = sources.shard_template(args.out, args.name, args.split)
+  paths = [os.fspath(tmpl.sharded_filepath(shard_index=i, num_shards=num_shards))
+           for i in range(num_shards)]
+  todo = [i for i in range(num_shards) if not os.path.exists(paths[i] + ".json")]
+  done_videos = sum(bounds[i + 1] - bounds[i] for i in range(num_shards) if i not in todo)
+  print(f"{len(records)} videos → {num_shards} shards in {args.out} "
+        f"({num_shards - len(todo)} shards already complete)")
+  pending = [records[j] for i in todo for j in range(bounds[i], bounds[i + 1])]
+  init = (args.mode, args.fps, args.short_side, args.quality, ann.classes.names)
+  if args.workers > 0:
+    pool = mp.get_context("spawn").Pool(args.workers, _init_worker, init)
+    results = pool.imap(_work, pending, chunksize=1)
+  else:
+    pool = None
+    _init_worker(*init)
+    results = map(_work, pending)
+  bar = tqdm(total=len(records), initial=done_videos, unit="video", dynamic_ncols=True)
+  try:
+    for i in todo:
+      writer = ArrayRecordWriter(paths[i] + ".tmp", f"group_size:1,{args.compression}")
+      n, failures, nbytes = 0, [], 0
+      for _ in range(bounds[i], bounds[i + 1]):
+        vid, data, err = next(results)
+        if data is None:
+          failures.append(err)
+          tqdm.write(f"skipped: {err}")
+        else:
+          writer.write(data)
+          n += 1
+          nbytes += len(data)
+        bar.update(1)
+      writer.close()
+      with open(paths[i] + ".json.tmp", "w") as f:
+        json.dump({"num_records": n, "num_bytes": nbytes, "failures": failures}, f)
+      os.replace(paths[i] + ".tmp", paths[i])
+      os.replace(paths[i] + ".json.tmp", paths[i] + ".json")
+  finally:
+    bar.close()
+    if pool is not None:
+      pool.terminate()
+  lengths, total_bytes, failures = [], 0, []
+  for p in paths:
+    with open(p + ".json") as f:
+      side = json.load(f)
+    lengths.append(side["num_records"])
+    total_bytes += side["num_bytes"]
+    failures += side["failures"]
+  with open(os.path.join(args.out, f"{args.split}-failures.txt"), "w") as f:
+    f.write("".join(x + "\n" for x in failures))
+  _write_metadata(args.out, args.name, features, args.split, lengths, total_bytes)
+  print(f"{sum(lengths)} records written, {len(failures)} failures, {total_bytes / 2**20:.1f} MiB")
+  return args.out
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--format", default="list", choices=["kinetics_csv", "ssv2_json", "list", "folders"])
+  p.add_argument("--annotations", default="")
+  p.add_argument("--video_dir", required=True)
+  p.add_argument("--labels", default="", help="class names (txt/json); ssv2: labels JSON")
+  p.add_argument("--num_classes", type=int, default=0)
+  p.add_argument("--out", required=True)
+  p.add_argument("--name", default="videos")
+  p.add_argument("--split", default="train")
+  p.add_argument("--mode", default="frames", choices=["frames", "video"])
+  p.add_argument("--fps", type=float, default=25.0, help="frames mode: output fps (0 = keep all)")
+  p.add_argument("--short_side", type=int, default=256, help="frames mode: 0 = keep size")
+  p.add_argument("--quality", type=int, default=90)
+  p.add_argument("--compression", default="uncompressed", choices=["uncompressed", "snappy", "brotli", "zstd"],
+                 help="ArrayRecord chunk codec (JPEG/mp4 payloads are already compressed)")
+  p.add_argument("--num_shards", type=int, default=0, help="0: ceil(N / records_per_shard)")
+  p.add_argument("--records_per_shard", type=int, default=1000)
+  p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--strict", action="store_true", help="fail on any annotation problem")
+  return p
+
+
+if __name__ == "__main__":
+  prepare(parser().parse_args())

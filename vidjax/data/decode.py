@@ -1,0 +1,140 @@
+"""Decoding only the sampled frames: PyAV for video containers, simplejpeg for prepared frames.
+
+`decode_video` demuxes the packet index first (cheap: no decoding) to learn the frame count and
+the keyframe positions, then walks the sorted targets: it keeps decoding forward while no
+keyframe lies between the current position and the next target, and seeks to the target's
+keyframe otherwise. With one keyframe per video this is a single forward pass; with short GOPs it
+is one seek per target, i.e. the cheaper of the two for every GOP structure.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import io
+from collections.abc import Sequence
+
+import av
+import numpy as np
+import simplejpeg
+
+
+class DecodeError(RuntimeError):
+  """A video or frame could not be decoded (corrupt, truncated, empty or unreadable)."""
+
+
+@dataclasses.dataclass
+class PacketIndex:
+  """Presentation-ordered frame pts and keyframe frame indices of the first video stream."""
+  pts: list[int]
+  keyframes: list[int]
+
+  @property
+  def num_frames(self) -> int:
+    return len(self.pts)
+
+
+def open_container(src: str | bytes):
+  try:
+    return av.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else src)
+  except Exception as e:  # av.error.* (InvalidData, FileNotFound, ...) and OSError
+    raise DecodeError(f"cannot open: {e}") from e
+
+
+def packet_index(container) -> PacketIndex:
+  """Demuxes (without decoding) every packet of the first video stream."""
+  stream = container.streams.video[0]
+  pts, key_pts = [], []
+  for p in container.demux(stream):
+    if p.size == 0 or p.pts is None:
+      continue
+    pts.append(p.pts)
+    if p.is_keyframe:
+      key_pts.append(p.pts)
+  pts.sort()
+  rank = {t: i for i, t in enumerate(pts)}
+  return PacketIndex(pts, sorted(rank[t] for t in key_pts))
+
+
+def num_video_frames(src: str | bytes) -> int:
+  """Number of frames in the first video stream (packet count)."""
+  with open_container(src) as c:
+    return packet_index(c).num_frames
+
+
+def decode_video(src: str | bytes, indices: Sequence[int] | None, *, threads: int = 1,
+                 size: tuple[int, int] | None = None,
+                 index: PacketIndex | None = None) -> np.ndarray:
+  """Frames `indices` (presentation order) as uint8 `[len(indices), H, W, 3]`; None = all frames.
+
+  `size=(height, width)` rescales in swscale while converting (cheaper than decoding then
+  resizing). Raises `DecodeError` for anything that does not yield every requested frame.
+  """
+  try:
+    with open_container(src) as c:
+      if not c.streams.video:
+        raise DecodeError("no video stream")
+      stream = c.streams.video[0]
+      stream.codec_context.thread_count = threads
+      if index is None:
+        index = packet_index(c)
+      n = index.num_frames
+      if n == 0:
+        raise DecodeError("no video frames")
+      want = list(range(n)) if indices is None else [int(i) for i in indices]
+      if min(want) < 0 or max(want) >= n:
+        raise DecodeError(f"frame indices {min(want)}..{max(want)} outside [0, {n})")
+      targets = sorted(set(want))
+      rank = {t: i for i, t in enumerate(index.pts)}
+      got: dict[int, np.ndarray] = {}
+      pos, frames = -1, None  # pos: index of the last decoded frame on the current pass
+      for t in targets:
+        if t in got:
+          continue
+        key = index.keyframes[max(bisect.bisect_right(index.keyframes, t) - 1, 0)]
+        if frames is None or key > pos or t <= pos:
+          c.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+          frames, pos = c.decode(stream), -1
+        for f in frames:
+          i = rank.get(f.pts)
+          if i is None:
+            continue
+          pos = i
+          if i in targets and i not in got:
+            if size is None:
+              got[i] = f.to_ndarray(format="rgb24")
+            else:
+              got[i] = f.reformat(width=size[1], height=size[0], format="rgb24").to_ndarray()
+          if i >= t:
+            break
+        if t not in got:
+          raise DecodeError(f"frame {t} of {n} not decodable (truncated?)")
+  except DecodeError:
+    raise
+  except Exception as e:  # av errors, EOF in the middle of a packet, ...
+    raise DecodeError(f"{type(e).__name__}: {e}") from e
+  return np.stack([got[i] for i in want])
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+  """(height, width) from the JPEG header."""
+  h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+  return h, w
+
+
+def decode_jpeg(data: bytes, min_size: tuple[int, int] | None = None) -> np.ndarray:
+  """RGB uint8 `[H, W, 3]`; `min_size=(h, w)` lets libjpeg-turbo decode at the smallest DCT scale
+  (1/8 … 1) that is still at least that large (reduced-size decode)."""
+  try:
+    if min_size is None:
+      return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=int(min_size[0]),
+                                  min_width=int(min_size[1]))
+  except Exception as e:
+    raise DecodeError(f"JPEG: {e}") from e
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
+  """uint8 `[H, W, 3]` RGB → JPEG bytes (4:2:0)."""
+  return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB",
+                                colorsubsampling="420")

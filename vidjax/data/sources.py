@@ -1,0 +1,348 @@
+"""Annotation parsers and random-access record sources.
+
+Annotation formats (each parser returns `Annotations(records, classes, problems)`; problems name
+`file:line` and are raised together with `strict=True`, else logged and the line skipped):
+  * Kinetics CSV: header `label,youtube_id,time_start,time_end[,split|is_cc]` + a video folder whose
+    files are named `{youtube_id}_{start:06d}_{end:06d}.ext` or `{youtube_id}.ext` (any subfolder).
+  * Something-Something V2: a JSON list of `{"id", "template", ...}` + labels JSON
+    `{"Template text": "idx"}`; videos `{id}.webm` (problems name `file:entry N`).
+  * MMAction list files: `path label` or `path num_frames label` per line, paths relative to a root.
+  * One folder per class: `root/<class>/<video>`; classes sorted by name.
+
+Prepared datasets (written by `experiments/prepare_data.py`) are TFDS folder datasets of
+ArrayRecord shards `{name}-{split}.array_record-XXXXX-of-YYYYY` (`group_size:1`) plus
+`dataset_info.json`/`features.json`, readable with `tfds.builder_from_directory(dir)` (no TF).
+Features (`prepared_features`): `id: Text`, `label: ClassLabel`, `fps: float32`,
+`num_frames: int32`, and either `frames: Sequence(Tensor((), object))` (one JPEG per frame, fixed
+fps, short side resized; mode 'frames') or `video: Tensor((), object)` (original container bytes;
+mode 'video').
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRecord:
+  """One annotated video: `path` (file, or frame folder for MMAction rawframes), `label` id."""
+  path: str
+  label: int
+  id: str = ""
+  num_frames: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+  """An annotation problem at `file:line` (or `file:entry N` for JSON)."""
+  file: str
+  line: int
+  message: str
+  unit: str = "line"
+
+  def __str__(self) -> str:
+    sep = ":" if self.unit == "line" else f":{self.unit} "
+    return f"{self.file}{sep}{self.line}: {self.message}"
+
+
+class AnnotationError(ValueError):
+  """Raised with all problems of an annotation file when parsing strictly."""
+
+  def __init__(self, problems: Sequence[Problem]):
+    self.problems = list(problems)
+    super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ClassIndex:
+  """Bidirectional class name ↔ id map, in the given order."""
+
+  def __init__(self, names: Sequence[str]):
+    self.names = list(names)
+    self._ids = {n: i for i, n in enumerate(self.names)}
+    if len(self._ids) != len(self.names):
+      dup = sorted({n for n in self.names if self.names.count(n) > 1})
+      raise ValueError(f"duplicate class names: {dup}")
+
+  @classmethod
+  def from_file(cls, path: str) -> "ClassIndex":
+    """One name per line (`.txt`) or a JSON list / `{name: id}` dict."""
+    with open(path) as f:
+      if path.endswith(".json"):
+        d = json.load(f)
+        if isinstance(d, dict):
+          return cls([n for n, _ in sorted(d.items(), key=lambda kv: int(kv[1]))])
+        return cls(list(d))
+      return cls([ln.strip() for ln in f if ln.strip()])
+
+  def __len__(self) -> int:
+    return len(self.names)
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._ids
+
+  def id(self, name: str) -> int:
+    return self._ids[name]
+
+
+@dataclasses.dataclass
+class Annotations:
+  records: list[VideoRecord]
+  classes: ClassIndex
+  problems: list[Problem]
+
+
+def _finish(records, classes, problems, strict: bool) -> Annotations:
+  if problems:
+    if strict:
+      raise AnnotationError(problems)
+    for p in problems:
+      logging.warning("annotation problem (skipped): %s", p)
+  return Annotations(records, classes, problems)
+
+
+def _index_videos(video_dir: str) -> dict[str, str]:
+  """Maps file stem → path for every video below `video_dir`."""
+  out = {}
+  for root, _, files in os.walk(video_dir):
+    for f in files:
+      stem, ext = os.path.splitext(f)
+      if ext.lower() in VIDEO_EXTENSIONS:
+        out.setdefault(stem, os.path.join(root, f))
+  return out
+
+
+def parse_kinetics_csv(csv_path: str, video_dir: str, classes: ClassIndex | None = None,
+                       strict: bool = False) -> Annotations:
+  """Kinetics `label,youtube_id,time_start,time_end,split` CSV; classes default to sorted labels."""
+  problems, rows = [], []
+  index = _index_videos(video_dir)
+  with open(csv_path, newline="") as f:
+    reader = csv.reader(f)
+    header = [h.strip() for h in next(reader, [])]
+    need = ["label", "youtube_id", "time_start", "time_end"]
+    if any(h not in header for h in need):
+      raise AnnotationError([Problem(csv_path, 1, f"header {header} lacks one of {need}")])
+    col = {h: header.index(h) for h in need}
+    for lineno, row in enumerate(reader, start=2):
+      if not row or all(not c.strip() for c in row):
+        continue
+      if len(row) < len(header):
+        problems.append(Problem(csv_path, lineno, f"expected {len(header)} fields, got {row}"))
+        continue
+      label, yid = row[col["label"]].strip(), row[col["youtube_id"]].strip()
+      try:
+        ts, te = int(float(row[col["time_start"]])), int(float(row[col["time_end"]]))
+      except ValueError:
+        problems.append(Problem(csv_path, lineno, f"bad time_start/time_end in {row}"))
+        continue
+      rows.append((lineno, label, yid, ts, te))
+  if classes is None:
+    classes = ClassIndex(sorted({r[1] for r in rows}))
+  records = []
+  for lineno, label, yid, ts, te in rows:
+    if label not in classes:
+      problems.append(Problem(csv_path, lineno, f"unknown label {label!r}"))
+      continue
+    vid = f"{yid}_{ts:06d}_{te:06d}"
+    path = index.get(vid) or index.get(yid)
+    if path is None:
+      problems.append(Problem(csv_path, lineno, f"missing video {vid} (or {yid}) under {video_dir}"))
+      continue
+    records.append(VideoRecord(path, classes.id(label), vid))
+  return _finish(records, classes, problems, strict)
+
+
+def parse_ssv2_json(json_path: str, labels_path: str, video_dir: str, ext: str = ".webm",
+                    strict: bool = False) -> Annotations:
+  """Something-Something V2 `[{id, template}]` JSON + `{template: idx}` labels JSON."""
+  classes = ClassIndex.from_file(labels_path)
+  with open(json_path) as f:
+    entries = json.load(f)
+  problems, records = [], []
+  for n, e in enumerate(entries):
+    if not isinstance(e, dict) or "id" not in e or "template" not in e:
+      problems.append(Problem(json_path, n, f"expected an object with id/template, got {e!r}", "entry"))
+      continue
+    label = e["template"].replace("[", "").replace("]", "")
+    if label not in classes:
+      problems.append(Problem(json_path, n, f"unknown label {label!r}", "entry"))
+      continue
+    path = os.path.join(video_dir, f"{e['id']}{ext}")
+    if not os.path.exists(path):
+      problems.append(Problem(json_path, n, f"missing video {path}", "entry"))
+      continue
+    records.append(VideoRecord(path, classes.id(label), str(e["id"])))
+  return _finish(records, classes, problems, strict)
+
+
+def parse_list_file(list_path: str, root: str = "", num_classes: int | None = None,
+                    classes: ClassIndex | None = None, strict: bool = False) -> Annotations:
+  """MMAction list file: `path label` or `path num_frames label` (integer labels)."""
+  problems, records = [], []
+  with open(list_path) as f:
+    lines = f.read().splitlines()
+  for lineno, line in enumerate(lines, start=1):
+    parts = line.split()
+    if not parts:
+      continue
+    if len(parts) not in (2, 3):
+      problems.append(Problem(list_path, lineno, f"expected 'path label' or 'path num_frames label', got {line!r}"))
+      continue
+    try:
+      label = int(parts[-1])
+      nf = int(parts[1]) if len(parts) == 3 else None
+    except ValueError:
+      problems.append(Problem(list_path, lineno, f"non-integer label/num_frames in {line!r}"))
+      continue
+    limit = len(classes) if classes is not None else num_classes
+    if label < 0 or (limit is not None and label >= limit):
+      problems.append(Problem(list_path, lineno, f"unknown label {label} (num_classes={limit})"))
+      continue
+    path = os.path.join(root, parts[0])
+    if not os.path.exists(path):
+      problems.append(Problem(list_path, lineno, f"missing video {path}"))
+      continue
+    vid = os.path.splitext(os.path.basename(parts[0]))[0]
+    records.append(VideoRecord(path, label, vid, nf))
+  if classes is None:
+    n = num_classes or (max((r.label for r in records), default=-1) + 1)
+    classes = ClassIndex([str(i) for i in range(n)])
+  return _finish(records, classes, problems, strict)
+
+
+def parse_class_folders(root: str) -> Annotations:
+  """`root/<class>/<video>`: one folder per class, classes sorted by name."""
+  names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  classes = ClassIndex(names)
+  records = []
+  for c in names:
+    for f in sorted(os.listdir(os.path.join(root, c))):
+      if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS:
+        records.append(VideoRecord(os.path.join(root, c, f), classes.id(c), os.path.splitext(f)[0]))
+  return Annotations(records, classes, [])
+
+
+def parse_annotations(fmt: str, *, annotations: str = "", video_dir: str = "", labels: str = "",
+                      num_classes: int | None = None, strict: bool = False) -> Annotations:
+  """Dispatch on `fmt` in {'kinetics_csv', 'ssv2_json', 'list', 'folders'}."""
+  classes = ClassIndex.from_file(labels) if labels and fmt != "ssv2_json" else None
+  if fmt == "kinetics_csv":
+    return parse_kinetics_csv(annotations, video_dir, classes, strict)
+  if fmt == "ssv2_json":
+    return parse_ssv2_json(annotations, labels, video_dir, strict=strict)
+  if fmt == "list":
+    return parse_list_file(annotations, video_dir, num_classes, classes, strict)
+  if fmt == "folders":
+    return parse_class_folders(video_dir)
+  raise ValueError(f"data.format={fmt!r}: expected kinetics_csv, ssv2_json, list or folders")
+
+
+# ----------------------------------------------------------------------------------------------
+# Record sources (random access, picklable: usable by grain workers).
+
+class VideoFileSource:
+  """Random access over `VideoRecord`s; the element is the record (decoded later)."""
+
+  def __init__(self, records: Sequence[VideoRecord]):
+    self.records = list(records)
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    r = self.records[int(i)]
+    return {"path": r.path, "label": r.label, "id": r.id}
+
+  def describe(self, i: int) -> str:
+    return self.records[int(i)].path
+
+
+def prepared_features(mode: str, class_names: Sequence[str]):
+  """The tfds `FeaturesDict` of a prepared dataset (`mode` = 'frames' | 'video')."""
+  import tensorflow_datasets as tfds
+  obj = tfds.features.Tensor(shape=(), dtype=np.object_)
+  feats = {"id": tfds.features.Text(), "label": tfds.features.ClassLabel(names=list(class_names)),
+           "fps": tfds.features.Tensor(shape=(), dtype=np.float32),
+           "num_frames": tfds.features.Tensor(shape=(), dtype=np.int32)}
+  if mode == "frames":
+    feats["frames"] = tfds.features.Sequence(obj)
+  elif mode == "video":
+    feats["video"] = obj
+  else:
+    raise ValueError(f"mode={mode!r}: expected 'frames' or 'video'")
+  return tfds.features.FeaturesDict(feats)
+
+
+def shard_template(data_dir: str, name: str, split: str):
+  import tensorflow_datasets as tfds
+  return tfds.core.ShardedFileTemplate(
+      data_dir=data_dir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+      dataset_name=name, split=split, filetype_suffix="array_record")
+
+
+class PreparedSource:
+  """Random access over a prepared (tfds ArrayRecord) split; elements are decoded feature dicts.
+
+  Reads shards with grain's `ArrayRecordDataSource`; JPEG frames stay encoded until sampled.
+  """
+
+  def __init__(self, data_dir: str, split: str):
+    with open(os.path.join(data_dir, "dataset_info.json")) as f:
+      info = json.load(f)
+    splits = {s["name"]: s for s in info.get("splits", [])}
+    if split not in splits:
+      raise ValueError(f"split={split!r} not in {data_dir} (have {sorted(splits)})")
+    s = splits[split]
+    n = len(s["shardLengths"])
+    tmpl = shard_template(data_dir, info["name"], split)
+    self.paths = [os.fspath(tmpl.sharded_filepath(shard_index=i, num_shards=n)) for i in range(n)]
+    self.data_dir, self.split = data_dir, split
+    self.num_records = sum(int(x) for x in s["shardLengths"])
+    self._source = None
+
+  def _lazy(self):
+    if self._source is None:
+      import grain
+      self._source = grain.sources.ArrayRecordDataSource(self.paths)
+    return self._source
+
+  def __getstate__(self):
+    d = dict(self.__dict__)
+    d["_source"] = None
+    return d
+
+  def __len__(self) -> int:
+    return self.num_records
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    # The tf.Example wire format that the tfds features write, parsed directly: the frame list
+    # stays a list of bytes objects (tfds' generic decoder costs ~10× more per record).
+    from tensorflow_datasets.proto import tf_example_pb2
+    f = tf_example_pb2.Example.FromString(self._lazy()[int(i)]).features.feature
+    ex = {"id": f["id"].bytes_list.value[0].decode(), "label": int(f["label"].int64_list.value[0]),
+          "fps": float(f["fps"].float_list.value[0]),
+          "num_frames": int(f["num_frames"].int64_list.value[0])}
+    if "frames" in f:
+      ex["frames"] = list(f["frames"].bytes_list.value)
+    else:
+      ex["video"] = f["video"].bytes_list.value[0]
+    return ex
+
+  def describe(self, i: int) -> str:
+    return f"{self.data_dir}[{self.split}][{int(i)}]"
+
+  @property
+  def class_names(self) -> list[str]:
+    import tensorflow_datasets as tfds
+    feats = tfds.features.FeaturesDict.from_config(self.data_dir)
+    return list(feats["label"].names)

@@ -1,0 +1,330 @@
+"""Host-side clip augmentation on uint8 frames (PIL/numpy), one parameter set per clip.
+
+Train geometry (`sample_rrc`) is drawn once per clip and applied to every frame, so the crop box
+can be chosen *before* decoding and JPEGs decoded at reduced size (`decode_size`). RandAugment
+follows timm's `rand-m{M}-n{N}-mstd{S}-inc1` (increasing op set, op prob 0.5, Gaussian
+magnitude noise clipped to [0, 10], ops drawn with replacement), sampled once per clip as
+UniFormerV2's video RandAugment does. `fused_warp` (config `train.randaug_mode='fused'`, the
+default) composes the geometric ops (rotate/shear/translate) with the random-resized crop into
+one bilinear affine warp at output resolution and applies the colour ops after it; 'exact' runs
+every op bicubic on the full frame and then crops (released order, ~3× slower). Colour jitter / grayscale follow torchvision and are drawn
+per frame (Video-FocalNet as released) or per clip. Normalisation runs on device
+(`vidjax.data.mixing.normalize`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+Box = tuple[float, float, float, float]  # (y, x, h, w) in source pixels
+RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+            "nearest": Image.Resampling.NEAREST}
+
+
+def sample_rrc(rng: np.random.Generator, height: int, width: int,
+               scale: Sequence[float] = (0.08, 1.0),
+               ratio: Sequence[float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+  """torchvision RandomResizedCrop box: area ~ U(scale), log-aspect ~ U(log ratio), 10 tries,
+  else the central crop with the aspect clamped to `ratio`."""
+  area = height * width
+  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+  for _ in range(10):
+    target = area * rng.uniform(scale[0], scale[1])
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = int(round(math.sqrt(target * aspect)))
+    h = int(round(math.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      y = int(rng.integers(0, height - h + 1))
+      x = int(rng.integers(0, width - w + 1))
+      return y, x, h, w
+  in_ratio = width / height
+  if in_ratio < min(ratio):
+    w, h = width, int(round(width / min(ratio)))
+  elif in_ratio > max(ratio):
+    h, w = height, int(round(height * max(ratio)))
+  else:
+    w, h = width, height
+  return (height - h) // 2, (width - w) // 2, h, w
+
+
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+  """(h, w) after resizing the short side to `short` (aspect kept, rounded like mmcv/SlowFast)."""
+  if height <= width:
+    return short, int(math.floor(width * short / height))
+  return int(math.floor(height * short / width)), short
+
+
+def decode_size(height: int, width: int, box: Box, out_hw: tuple[int, int]) -> tuple[int, int]:
+  """Smallest aspect-preserving (h, w) to decode the source at so that `box` still spans ≥ `out_hw`."""
+  s = min(1.0, max(out_hw[0] / box[2], out_hw[1] / box[3]))
+  return min(height, math.ceil(height * s)), min(width, math.ceil(width * s))
+
+
+def scale_box(box: Box, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Box:
+  sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
+  return box[0] * sy, box[1] * sx, box[2] * sy, box[3] * sx
+
+
+def to_pil(frames: Sequence[np.ndarray] | np.ndarray) -> list[Image.Image]:
+  return [Image.fromarray(np.asarray(f)) for f in frames]
+
+
+def to_numpy(images: Sequence[Image.Image]) -> np.ndarray:
+  return np.stack([np.asarray(im) for im in images])
+
+
+def resized_crop(images: Sequence[Image.Image], box: Box, out_hw: tuple[int, int],
+                 resample: str = "bilinear") -> list[Image.Image]:
+  """Crops `box` and resizes to `out_hw` in one PIL pass per frame (same box for every frame)."""
+  y, x, h, w = box
+  return [im.resize((out_hw[1], out_hw[0]), RESAMPLE[resample], box=(x, y, x + w, y + h))
+          for im in images]
+
+
+def resize_short(images: Sequence[Image.Image], short: int,
+                 resample: str = "bilinear") -> list[Image.Image]:
+  w, h = images[0].size
+  nh, nw = short_side_size(h, w, short)
+  if (nh, nw) == (h, w):
+    return list(images)
+  return [im.resize((nw, nh), RESAMPLE[resample]) for im in images]
+
+
+def uniform_crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[Box]:
+  """SlowFast `uniform_crop`: 1 → centre; 3 → left/centre/right (top/centre/bottom if portrait)."""
+  if num_crops not in (1, 3):
+    raise ValueError(f"num_crops={num_crops}: expected 1 or 3")
+  cy, cx = math.ceil((height - size) / 2), math.ceil((width - size) / 2)
+  if num_crops == 1:
+    return [(cy, cx, size, size)]
+  if height > width:
+    return [(y, cx, size, size) for y in (0, cy, height - size)]
+  return [(cy, x, size, size) for x in (0, cx, width - size)]
+
+
+def crop(images: Sequence[Image.Image], box: Box) -> list[Image.Image]:
+  y, x, h, w = (int(v) for v in box)
+  return [im.crop((x, y, x + w, y + h)) for im in images]
+
+
+def hflip(images: Sequence[Image.Image]) -> list[Image.Image]:
+  return [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
+
+
+# ----------------------------------------------------------------------------------------------
+# RandAugment (timm semantics, increasing op set).
+
+_LEVEL_DENOM = 10.0
+INCREASING_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
+                  "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
+                  "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY",
+                  "TranslateXRel", "TranslateYRel")
+STANDARD_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
+                "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
+                "TranslateXRel", "TranslateYRel")
+
+
+def parse_rand_augment(spec: str) -> dict:
+  """'rand-m7-n4-mstd0.5-inc1' → dict(magnitude=7, num_ops=4, magnitude_std=0.5, increasing=True)."""
+  parts = spec.split("-")
+  if parts[0] != "rand":
+    raise ValueError(f"RandAugment spec {spec!r} must start with 'rand'")
+  out = dict(magnitude=10.0, num_ops=2, magnitude_std=0.0, increasing=False, prob=0.5)
+  for p in parts[1:]:
+    key, val = re.match(r"([a-z]+)([\d.]+)", p).groups()
+    if key == "m":
+      out["magnitude"] = float(val)
+    elif key == "n":
+      out["num_ops"] = int(val)
+    elif key == "mstd":
+      out["magnitude_std"] = float(val)
+    elif key == "inc":
+      out["increasing"] = bool(int(val))
+    elif key == "p":
+      out["prob"] = float(val)
+    else:
+      raise ValueError(f"RandAugment spec {spec!r}: unknown field {p!r}")
+  return out
+
+
+def _op_arg(name: str, level: float, negate: bool) -> float | int | None:
+  """timm `_*_level_to_arg` for level in [0, 10]; `negate` is `_randomly_negate`'s coin."""
+  s = -1.0 if negate else 1.0
+  f = level / _LEVEL_DENOM
+  if name in ("AutoContrast", "Equalize", "Invert"):
+    return None
+  if name == "Rotate":
+    return s * f * 30.0
+  if name in ("ShearX", "ShearY"):
+    return s * f * 0.3
+  if name in ("TranslateXRel", "TranslateYRel"):
+    return s * f * 0.45
+  if name == "PosterizeIncreasing":
+    return 4 - int(f * 4)
+  if name == "Posterize":
+    return int(f * 4)
+  if name == "SolarizeIncreasing":
+    return 256 - int(f * 256)
+  if name == "Solarize":
+    return int(f * 256)
+  if name == "SolarizeAdd":
+    return int(f * 110)
+  if name.endswith("Increasing"):
+    return max(0.1, 1.0 + s * f * 0.9)
+  return f * 1.8 + 0.1  # Color/Contrast/Brightness/Sharpness
+
+
+def sample_rand_augment(rng: np.random.Generator, magnitude: float = 7.0, num_ops: int = 4,
+                        magnitude_std: float = 0.5, increasing: bool = True,
+                        prob: float = 0.5) -> list[tuple[str, float | int | None]]:
+  """One clip's ops: names drawn with replacement; each kept w.p. `prob` with its own magnitude."""
+  names = INCREASING_OPS if increasing else STANDARD_OPS
+  ops = []
+  for k in rng.integers(0, len(names), size=num_ops):
+    apply = rng.random() <= prob
+    m = rng.normal(magnitude, magnitude_std) if magnitude_std > 0 else magnitude
+    m = min(max(0.0, m), _LEVEL_DENOM)
+    negate = rng.random() > 0.5
+    if apply:
+      ops.append((names[k], _op_arg(names[k], m, negate)))
+  return ops
+
+
+def _apply_op(im: Image.Image, name: str, arg, fill: tuple[int, ...], resample) -> Image.Image:
+  kw = dict(resample=resample, fillcolor=fill)
+  if name == "AutoContrast":
+    return ImageOps.autocontrast(im)
+  if name == "Equalize":
+    return ImageOps.equalize(im)
+  if name == "Invert":
+    return ImageOps.invert(im)
+  if name == "Rotate":
+    return im.rotate(arg, **kw)
+  if name == "ShearX":
+    return im.transform(im.size, Image.Transform.AFFINE, (1, arg, 0, 0, 1, 0), **kw)
+  if name == "ShearY":
+    return im.transform(im.size, Image.Transform.AFFINE, (1, 0, 0, arg, 1, 0), **kw)
+  if name == "TranslateXRel":
+    return im.transform(im.size, Image.Transform.AFFINE, (1, 0, arg * im.size[0], 0, 1, 0), **kw)
+  if name == "TranslateYRel":
+    return im.transform(im.size, Image.Transform.AFFINE, (1, 0, 0, 0, 1, arg * im.size[1]), **kw)
+  if name.startswith("Posterize"):
+    return im if arg >= 8 else ImageOps.posterize(im, arg)
+  if name.startswith("Solarize") and name != "SolarizeAdd":
+    return ImageOps.solarize(im, arg)
+  if name == "SolarizeAdd":
+    lut = [min(255, i + arg) if i < 128 else i for i in range(256)]
+    return im.point(lut * len(im.getbands()))
+  enhancer = {"Color": ImageEnhance.Color, "Contrast": ImageEnhance.Contrast,
+              "Brightness": ImageEnhance.Brightness, "Sharpness": ImageEnhance.Sharpness}
+  return enhancer[name.replace("Increasing", "")](im).enhance(arg)
+
+
+def rand_augment(images: Sequence[Image.Image], ops, fill: tuple[int, ...] = (115, 115, 115),
+                 interpolation: str = "bicubic") -> list[Image.Image]:
+  """Applies one clip's sampled ops (same op and magnitude on every frame)."""
+  out = list(images)
+  for name, arg in ops:
+    out = [_apply_op(im, name, arg, fill, RESAMPLE[interpolation]) for im in out]
+  return out
+
+
+GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+
+
+def op_matrix(name: str, arg: float, height: int, width: int) -> np.ndarray:
+  """3×3 output→input pixel map of one geometric op on a `height`×`width` frame (PIL semantics)."""
+  m = np.eye(3)
+  if name == "ShearX":
+    m[0, 1] = arg
+  elif name == "ShearY":
+    m[1, 0] = arg
+  elif name == "TranslateXRel":
+    m[0, 2] = arg * width
+  elif name == "TranslateYRel":
+    m[1, 2] = arg * height
+  elif name == "Rotate":  # PIL `rotate`: about the centre, counter-clockwise for positive angles
+    a = -math.radians(arg)
+    cx, cy = width / 2.0, height / 2.0
+    r = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+    m[:2, :2] = r
+    m[:2, 2] = np.array([cx, cy]) - r @ np.array([cx, cy])
+  else:
+    raise ValueError(f"{name} is not a geometric op")
+  return m
+
+
+def fused_warp(images: Sequence[Image.Image], geo_ops, src_hw: tuple[int, int], box: Box,
+               out_hw: tuple[int, int], resample: str = "bilinear",
+               fill: tuple[int, ...] = (115, 115, 115)) -> list[Image.Image]:
+  """RandAugment's geometric ops followed by the crop-and-resize, as ONE affine warp per frame.
+
+  `images` may be decoded at a reduced size; `src_hw`/`box`/op sizes refer to the full frame.
+  Output pixel q maps to input S·M1·…·Mn·C·q (C: crop box → output grid, S: full → decoded).
+  """
+  dh, dw = images[0].size[1], images[0].size[0]
+  y, x, h, w = box
+  m = np.diag([dw / src_hw[1], dh / src_hw[0], 1.0])
+  for name, arg in geo_ops:
+    m = m @ op_matrix(name, arg, src_hw[0], src_hw[1])
+  m = m @ np.array([[w / out_hw[1], 0, x], [0, h / out_hw[0], y], [0, 0, 1]])
+  data = tuple(m[:2].ravel())
+  return [im.transform((out_hw[1], out_hw[0]), Image.Transform.AFFINE, data,
+                       resample=RESAMPLE[resample], fillcolor=fill) for im in images]
+
+
+# ----------------------------------------------------------------------------------------------
+# Colour jitter / grayscale (torchvision semantics on PIL).
+
+def sample_color_jitter(rng: np.random.Generator, brightness: float, contrast: float,
+                        saturation: float, hue: float) -> tuple:
+  """torchvision `ColorJitter.get_params`: random op order and factors."""
+  return (rng.permutation(4), rng.uniform(max(0, 1 - brightness), 1 + brightness),
+          rng.uniform(max(0, 1 - contrast), 1 + contrast),
+          rng.uniform(max(0, 1 - saturation), 1 + saturation), rng.uniform(-hue, hue))
+
+
+def _adjust_hue(im: Image.Image, factor: float) -> Image.Image:
+  h, s, v = im.convert("HSV").split()
+  nh = np.asarray(h, np.uint8) + np.uint8(int(factor * 255) % 256)  # wraps like torchvision
+  return Image.merge("HSV", (Image.fromarray(nh, "L"), s, v)).convert("RGB")
+
+
+def color_jitter(im: Image.Image, params: tuple) -> Image.Image:
+  order, b, c, s, h = params
+  for k in order:
+    if k == 0:
+      im = ImageEnhance.Brightness(im).enhance(b)
+    elif k == 1:
+      im = ImageEnhance.Contrast(im).enhance(c)
+    elif k == 2:
+      im = ImageEnhance.Color(im).enhance(s)
+    else:
+      im = _adjust_hue(im, h)
+  return im
+
+
+def grayscale(im: Image.Image) -> Image.Image:
+  return im.convert("L").convert("RGB")
+
+
+def jitter_and_gray(rng: np.random.Generator, images: Sequence[Image.Image], jitter_prob: float,
+                    jitter: Sequence[float], gray_prob: float,
+                    per_frame: bool) -> list[Image.Image]:
+  """ColorJitter(p) then RandomGrayscale(p), drawn per frame (as released) or once per clip."""
+  out = list(images)
+  groups = [[i] for i in range(len(out))] if per_frame else [list(range(len(out)))]
+  for g in groups:
+    if jitter_prob > 0 and rng.random() < jitter_prob:
+      params = sample_color_jitter(rng, *jitter)
+      for i in g:
+        out[i] = color_jitter(out[i], params)
+    if gray_prob > 0 and rng.random() < gray_prob:
+      for i in g:
+        out[i] = grayscale(out[i])
+  return out
