@@ -1,0 +1,1 @@
+"""UniFormerV2 experiment configs (``get_config()`` per file; shared values in ``common``)."""
