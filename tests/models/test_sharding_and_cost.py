@@ -25,10 +25,11 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import summary  # noqa: E402
 
 # Rules are data: logical names used by the models -> mesh axes (data, fsdp, tensor).
+# `focal_proj` (FocalNet's f: C -> 2C+L+1, an odd width) must stay unsharded.
 RULES = (
     ("act_batch", ("data", "fsdp")), ("act_len", None), ("act_embed", None), ("act_time", None),
     ("embed", "fsdp"), ("embed_out", "tensor"), ("mlp", "tensor"), ("heads", "tensor"),
-    ("classes", None), ("norm", None), ("conv_in", None), ("conv_out", "tensor"),
+    ("classes", None), ("focal_proj", None), ("norm", None), ("conv_in", "fsdp"), ("conv_out", "tensor"),
     ("conv_spatial", None), ("conv_temporal", None),
 )
 
