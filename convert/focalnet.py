@@ -117,6 +117,9 @@ def convert(src: str, model_config: Any, *, out: str | None = None, labels: str 
   _, cfg = common.architecture(model_config)
   layout = common.layout_module("video_focalnet")
   image_shapes = {k: tuple(v) for k, v in layout.image_focalnet_shapes(cfg).items()}
+  stem = image_shapes["patch_embed.proj.weight"]
+  if len(stem) == 5:   # tubelet stem (C, 3, ts, p, p): the ImageNet kernel is 2-D, inflated below
+    image_shapes["patch_embed.proj.weight"] = stem[:2] + stem[3:]
   _, _, want_levels, want = describe(image_shapes)
   report.target = (f"video_focalnet ({want.split(' (')[0].replace('FocalNet', 'Video-FocalNet')}, "
                    f"design {cfg.design!r}, {cfg.num_classes} classes)")

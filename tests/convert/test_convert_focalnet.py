@@ -176,6 +176,34 @@ def test_spatial_only_design_matches_timm_without_neutralising(files, timm_model
   assert err <= TOL
 
 
+def test_tubelet_stem_is_the_image_kernel_repeated_over_time_and_divided(files, timm_model):
+  """tubelet_size=2: the stem kernel is the ImageNet kernel repeated over 2 frames / 2 (as the
+  official main.py inflates it). So a 4-frame clip whose frames come in identical pairs
+  [a, a, b, b] gives, with the temporal modulator neutral, timm's per-frame network on [a, b]."""
+  paths, _, ms_sd = files
+  config = common.load_config_file(CONFIG)
+  config.model.tubelet_size = 2
+  model, report = focalnet.convert(paths["timm.safetensors"], config)
+  assert any(r.startswith("patch_embed.proj.weight") for r in report.inflated)
+  kernel = np.asarray(model.patch_embed.proj.kernel.get_value())      # (2, 4, 4, 3, C) DHWIO
+  image = ms_sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0)      # (4, 4, 3, C) HWIO
+  np.testing.assert_array_equal(kernel, np.stack([image / 2, image / 2]).astype(np.float32))
+
+  model.eval()
+  _set_neutral(model)
+  cfg = model.cfg
+  pairs = np.random.default_rng(2).standard_normal(
+      (2, cfg.num_frames // 2, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+  clip = np.repeat(pairs, 2, axis=1)                                  # [a, a, b, b]
+  with jax.default_matmul_precision("highest"):
+    got = np.asarray(_forward(model, clip))
+  want = _reference_logits(timm_model, pairs, np.asarray(model.head.kernel.get_value()),
+                           np.asarray(model.head.bias.get_value()))
+  err = float(np.abs(got - want).max())
+  print(f"focalnet tubelet 2, paired frames vs timm per frame: max |dlogits| = {err:.2e}")
+  assert np.abs(want).max() > 1e-2 and err <= TOL
+
+
 def test_lrf_weights_are_refused(tmp_path, capsys):
   lrf = _timm_model(levels=(3, 3, 3, 3))
   src = str(tmp_path / "focalnet_tiny_lrf.pth")
