@@ -69,13 +69,22 @@ def gelu(x: Array) -> Array:
   return jax.nn.gelu(x, approximate=False)
 
 
-class DropPath(nnx.Module):
-  """Stochastic depth as timm ``DropPath`` (scale by 1/keep).
+def drop_path(x: Array, rate: Array | float, key: Array, mask_axes: Sequence[int] = (0,)) -> Array:
+  """Stochastic depth as timm ``DropPath``: zero whole slices, scale the rest by 1/keep.
 
-  ``mask_axes`` lists the axes of ``x`` that get independent coins; all other axes share one.
-  timm draws the mask with shape ``(x.shape[0], 1, ...)``, so callers pass the axis that plays
-  the role of PyTorch's dim 0 to reproduce the released semantics exactly.
+  ``mask_axes`` lists the axes of ``x`` that get independent coins; all other axes share one
+  (timm draws ``(x.shape[0], 1, ...)``). ``rate`` may be traced (a per-layer scanned input);
+  rate 0 keeps ``x`` exactly.
   """
+  keep = 1.0 - jnp.asarray(rate, jnp.float32)
+  shape = tuple(x.shape[a] if (a in mask_axes or a - x.ndim in mask_axes) else 1
+                for a in range(x.ndim))
+  mask = jax.random.bernoulli(key, keep, shape)
+  return x * (mask / keep).astype(x.dtype)
+
+
+class DropPath(nnx.Module):
+  """:func:`drop_path` with a static rate and its own RNG stream; off when ``deterministic``."""
 
   def __init__(self, rate: float, *, rngs: nnx.Rngs | None = None):
     if not 0.0 <= rate < 1.0:
@@ -87,11 +96,7 @@ class DropPath(nnx.Module):
   def __call__(self, x: Array, mask_axes: Sequence[int] = (0,)) -> Array:
     if self.rate == 0.0 or self.deterministic:
       return x
-    keep = 1.0 - self.rate
-    shape = tuple(x.shape[a] if (a in mask_axes or a - x.ndim in mask_axes) else 1
-                  for a in range(x.ndim))
-    mask = jax.random.bernoulli(self.rngs.dropout(), keep, shape)
-    return x * (mask.astype(x.dtype) / jnp.asarray(keep, x.dtype))
+    return drop_path(x, self.rate, self.rngs.dropout(), mask_axes)
 
 
 def attention(q: Array, k: Array, v: Array, implementation: str | None = "xla") -> Array:

@@ -291,11 +291,7 @@ class LayerDropPath(layers.DropPath):
   def __call__(self, x: Array, mask_axes=(0,)) -> Array:
     if self.rate == 0.0 or self.deterministic:
       return x
-    keep = 1.0 - self.layer_rate[...]
-    shape = tuple(x.shape[a] if (a in mask_axes or a - x.ndim in mask_axes) else 1
-                  for a in range(x.ndim))
-    mask = jax.random.bernoulli(self.rngs.dropout(), keep, shape)
-    return x * (mask.astype(x.dtype) / keep.astype(x.dtype))
+    return layers.drop_path(x, self.layer_rate[...], self.rngs.dropout(), mask_axes)
 
 
 class MultiheadAttention(nnx.Module):

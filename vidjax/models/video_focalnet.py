@@ -217,15 +217,10 @@ def _dropout(x: Array, rate: float, key: Array | None) -> Array:
 def drop_path(x: Array, rate: Array | float, key: Array | None) -> Array:
   """timm DropPath on ``[B*T, ...]``: one coin per row, i.e. per frame (as released), 1/keep.
 
-  ``rate`` may be traced (a scanned per-layer input); rate 0 keeps every row exactly. Unlike
-  ``layers.DropPath`` (static rate, own RNG stream) rate and key are per-layer *inputs*, so a
-  scanned stage and the Python loop draw identical masks.
+  Unlike ``layers.DropPath`` (static rate, own RNG stream) rate and key are per-layer *inputs*,
+  so a scanned stage and the Python loop draw identical masks.
   """
-  if key is None:
-    return x
-  keep = 1.0 - jnp.asarray(rate, jnp.float32)
-  mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-  return x * (mask / keep).astype(x.dtype)
+  return x if key is None else layers.drop_path(x, rate, key, mask_axes=(0,))
 
 
 # ----------------------------------------------------------------------------- modulation
