@@ -1,6 +1,12 @@
 """python -m convert {clip,focalnet,uniformerv2,video-focalnet,export}: PyTorch weights <-> vidjax.
 
 Run ``python -m convert COMMAND --help`` for the formats each command accepts.
+
+No code from a source file runs (see ``convert.io``): pickles go through a restricted unpickler;
+a class the file only instantiates becomes an inert placeholder (listed as skipped), a file that
+calls anything else is refused naming the global; refused, truncated or corrupt files print one
+``error:`` line and exit with code 2, writing nothing. TorchScript is never loaded with
+``torch.jit.load``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,15 @@ EPILOG = textwrap.dedent("""\
     Load the result with:  model, info = vidjax.models.load(OUT)
 
     .pt/.pth/.pyth/.bin files need torch (pip install -e '.[convert]'); .safetensors files do not.
-    Pickles are read with torch.load(weights_only=True); harmless non-tensor objects saved beside
-    the weights (a yacs CfgNode, argparse.Namespace, numpy scalars) are replaced by inert
-    placeholders by a restricted unpickler and listed as skipped: no code from the file runs.
+    Untrusted files are safe to convert: no code from the file runs. Every pickle in a
+    .pt/.pth/.pyth/.bin file (torch.save zip or legacy format, TorchScript archive) is read by a
+    restricted unpickler that never imports anything: tensors, plain containers, torch dtypes and
+    numpy scalars/arrays load; any other class the file only instantiates (a yacs CfgNode, an
+    argparse.Namespace) becomes an inert placeholder, its state discarded, listed as skipped; a
+    file that calls any other function or class (eval, os.system, subprocess.Popen, getattr...)
+    is refused: "error: FILE: refused global MODULE.NAME ...", exit code 2, nothing written.
+    TorchScript archives are read as data, never with torch.jit.load (which compiles and runs
+    the archive's code). A truncated or corrupt file: one line naming it, exit code 2.
 
     examples:
       python -m convert clip --src ViT-B-16.pt --config configs/uniformerv2/k400_b16_8x224.py --out weights/uniformerv2_b16_clip
@@ -35,7 +47,8 @@ HELP = {
     "clip": ("CLIP ViT (B/16, L/14, L/14@336) -> UniFormerV2 initialisation", """\
         accepted --src layouts (detected from the keys):
           openai-torchscript  OpenAI's ViT-B-16.pt / ViT-L-14.pt / ViT-L-14-336px.pt (TorchScript
-                              archives of the whole CLIP model)
+                              archives of the whole CLIP model; their data.pkl is read as data,
+                              the TorchScript code is never compiled or run)
           clip-state-dict     open_clip checkpoints or OpenAI state dicts: visual.* + text tower
                               (.pt / .bin / .safetensors; 'state_dict' nesting and 'module.' ok)
           clip-visual         the extracted visual dicts of UniFormerV2 (vit_b16.pth, vit_l14.pth,

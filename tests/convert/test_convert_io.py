@@ -5,6 +5,7 @@ import collections
 import os
 import subprocess
 import sys
+import types
 
 import ml_dtypes
 import numpy as np
@@ -16,33 +17,76 @@ from vidjax.models import checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class _Exploit:
-  """Unpickling this runs `touch <marker>` -- unless the unpickler refuses os.system."""
+class CfgNode(dict):
+  """yacs.config.CfgNode as Video-FocalNet pickles it: a dict subclass with __dict__ state."""
 
-  def __init__(self, marker):
-    self.marker = marker
+  def __init__(self, init_dict=None, new_allowed=False):
+    super().__init__(init_dict or {})
+    self.__dict__["__immutable__"] = False
+    self.__dict__["__deprecated_keys__"] = set()
+    self.__dict__["__renamed_keys__"] = {}
+    self.__dict__["__new_allowed__"] = new_allowed
 
-  def __reduce__(self):
-    return (os.system, (f"touch {self.marker}",))
 
-
-def test_restricted_unpickler_never_runs_code_from_the_file(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["torch-zip", "torch-legacy"])
+def test_released_extras_load_as_inert_placeholders(zip_format, tmp_path, monkeypatch):
+  """A Video-FocalNet-style file (yacs config, argparse args, numpy scalars, optimizer state)
+  loads its tensors; the classes become placeholders, no code of them is imported or run."""
   torch = pytest.importorskip("torch")
-  marker = tmp_path / "pwned"
+  yacs, config_module = types.ModuleType("yacs"), types.ModuleType("yacs.config")
+  yacs.config, config_module.CfgNode = config_module, CfgNode
+  monkeypatch.setattr(CfgNode, "__module__", "yacs.config")
+  monkeypatch.setitem(sys.modules, "yacs", yacs)
+  monkeypatch.setitem(sys.modules, "yacs.config", config_module)
   path = str(tmp_path / "ckpt.pth")
-  torch.save({"model": collections.OrderedDict(w=torch.ones(2, 3, dtype=torch.bfloat16),
+  w = torch.arange(6, dtype=torch.float32).reshape(2, 3) / 7
+  torch.save({"model": collections.OrderedDict(w=w.to(torch.bfloat16), t=w.t(),
                                                n=torch.tensor(7)),
-              "config": argparse.Namespace(lr=0.1), "payload": _Exploit(marker),
-              "np_scalar": np.float64(1.5), "epoch": 3}, path)
+              "config": CfgNode({"MODEL": CfgNode({"NAME": "tiny", "DEPTHS": [2, 2]})}),
+              "args": argparse.Namespace(lr=0.1), "max_accuracy": np.float64(79.8),
+              "class_counts": np.arange(3),
+              "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]},
+              "epoch": 3}, path, _use_new_zipfile_serialization=zip_format)
+  monkeypatch.undo()   # the reader must not need the class
   sd, src = io.read_state_dict(path)
-  assert not marker.exists()
-  assert sorted(sd) == ["n", "w"] and sd["w"].dtype == np.float32 and sd["n"].dtype == np.int64
-  np.testing.assert_array_equal(sd["w"], np.ones((2, 3), np.float32))
-  skipped = "\n".join(src.skipped)
-  for name in ("argparse.Namespace", "posix.system", "numpy"):
-    assert name in skipped
+  assert src.file_format == ("torch-zip" if zip_format else "torch-legacy")
+  assert sorted(sd) == ["n", "t", "w"] and sd["n"].dtype == np.int64 and sd["n"] == 7
+  np.testing.assert_array_equal(sd["w"], w.to(torch.bfloat16).float().numpy())
+  np.testing.assert_array_equal(sd["t"], w.numpy().T)   # a strided view of a shared storage
   assert src.container == "checkpoint['model']"
+  assert ("global yacs.config.CfgNode (replaced by an inert placeholder)" in src.skipped
+          and "global argparse.Namespace (replaced by an inert placeholder)" in src.skipped)
+  assert "checkpoint['max_accuracy'] (float64, not weights)" in src.skipped   # numpy: real
+  assert "checkpoint['class_counts'] (ndarray, not weights)" in src.skipped
   assert any("no code from the file was executed" in n for n in src.notes)
+
+
+def test_torchscript_state_dict_equals_torch_jit_load(tmp_path):
+  """Parameters and buffers as declared in code/, plain tensor attributes excluded."""
+  torch = pytest.importorskip("torch")
+
+  class Block(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.fc = torch.nn.Linear(3, 2)
+      self.register_buffer("scale", torch.tensor([2.0, 3.0]))
+      self.mask = torch.ones(2)          # an attribute, not in the state dict
+      self.p = torch.nn.Parameter(torch.arange(4.).reshape(2, 2).to(torch.bfloat16))
+
+    def forward(self, x):
+      return self.fc(x) * self.scale * self.mask + self.p.float().sum()
+
+  path = str(tmp_path / "scripted.pt")
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(Block(), torch.nn.ReLU())), path)
+    reference = torch.jit.load(path).state_dict()
+  sd, src = io.read_state_dict(path)
+  assert src.file_format == "torchscript" and list(sd) == list(reference)
+  assert "0.mask" not in sd
+  for k, v in reference.items():
+    np.testing.assert_array_equal(sd[k], v.float().numpy(), err_msg=k)
 
 
 def test_plain_weights_only_pickles_take_the_safe_path(tmp_path):
@@ -51,10 +95,10 @@ def test_plain_weights_only_pickles_take_the_safe_path(tmp_path):
   torch.save({"state_dict": {"module.a.weight": torch.arange(6.).reshape(2, 3)}}, path)
   sd, src = io.read_state_dict(path)
   assert list(sd) == ["a.weight"] and src.stripped_prefix == "module."
-  assert src.notes == [] and src.container == "checkpoint['state_dict']"
+  assert src.notes == [] and src.skipped == [] and src.container == "checkpoint['state_dict']"
 
 
-def test_safetensors_bf16_fp16_read_with_numpy_only(tmp_path):
+def test_safetensors_bf16_fp16_read_with_safetensors_numpy(tmp_path):
   x = np.array([[1.5, -2.25], [3.0, 0.0078125]], np.float32)
   path = str(tmp_path / "w.safetensors")
   from safetensors.numpy import save_file
@@ -65,6 +109,9 @@ def test_safetensors_bf16_fp16_read_with_numpy_only(tmp_path):
   np.testing.assert_array_equal(sd["h"], x)
   assert sd["b"].dtype == np.float32 and sd["i"].dtype == np.int64
   assert src.dtypes == {"BF16": 1, "F16": 1, "I64": 1} and src.sha256 == io.sha256_of(path)
+  save_file({"f8": x.astype(ml_dtypes.float8_e4m3fn)}, path)   # numpy has no float8 dtype
+  with pytest.raises(io.UnreadableFileError, match=r"tensor 'f8' has safetensors dtype F8_E4M3"):
+    io.read_state_dict(path)
 
 
 def test_unknown_files_and_missing_state_dicts_are_named(tmp_path):
