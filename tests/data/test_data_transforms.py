@@ -67,7 +67,7 @@ def test_fused_warp_matches_sequential_ops():
 def test_train_clip_same_params_for_every_frame(recipe):
   fn = config.uniformerv2_data if recipe == "uniformerv2" else config.video_focalnet_data
   cfg = fn(crop_size=64)
-  cfg.train.jitter_per_frame = False  # per-clip jitter so identical frames must stay identical
+  cfg.train.jitter_mode = "per_clip"  # one jitter draw per clip so identical frames stay identical
   loader = pipeline.ClipLoader(None, cfg, train=True)
   frames = _smooth(96, 128, 8)
   get = lambda idx, size=None: frames[np.asarray(idx) % 8]
@@ -122,3 +122,48 @@ def test_eval_views_three_crops():
   views = loader._eval_views(10, lambda idx, size=None: frames[np.asarray(idx)], (32, 64))
   assert views.shape == (6, 2, 32, 32, 3)
   np.testing.assert_array_equal(views[:3, 0, 0, 0, 0], [0, 16, 32])  # left, centre, right
+
+
+def test_released_jitter_coins_are_per_clip_and_factors_per_frame():
+  # Video-FocalNets datasets/pipeline.py: one p=.8 ColorJitter coin and one p=.2 GrayScale coin
+  # per clip; a jittered clip calls torchvision ColorJitter (new factors) on every frame.
+  cfg = config.video_focalnet_data(crop_size=16)
+  assert cfg.train.jitter_mode == "released"
+  loader = pipeline.ClipLoader(None, cfg, train=True)
+  frames = _smooth(24, 32, 8)
+  get = lambda idx, size=None: frames[np.zeros(len(idx), int)]  # 8 copies of one frame
+  jittered = grayed = 0
+  for seed in range(150):
+    clip = loader._train_clip(8, get, (24, 32), np.random.default_rng(seed))
+    gray = [(f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all() for f in clip]
+    distinct = len({f.tobytes() for f in clip})
+    assert sum(gray) in (0, 8) and distinct in (1, 8), (seed, sum(gray), distinct)
+    jittered += distinct == 8
+    grayed += gray[0]
+  assert abs(jittered / 150 - 0.8) < 0.1 and abs(grayed / 150 - 0.2) < 0.1, (jittered, grayed)
+
+
+def test_bad_jitter_mode_is_one_clear_error():
+  cfg = config.video_focalnet_data()
+  cfg.train.jitter_mode = "per-frame"
+  with pytest.raises(ValueError, match=r"data.train.jitter_mode='per-frame': expected one of"):
+    pipeline.ClipLoader(None, cfg, train=True)
+
+
+def test_randaug_fill_is_timms_128():
+  # UniFormerV2's create_random_augment passes timm no img_mean, so the fill is timm's _FILL.
+  black = transforms.to_pil(np.zeros((1, 40, 40, 3), np.uint8))
+  shifted = transforms.to_numpy(transforms.rand_augment(black, [("TranslateXRel", 0.45)]))
+  assert (shifted[0, :, -10:] == 128).all() and (shifted[0, :, :10] == 0).all()
+  warped = transforms.to_numpy(transforms.fused_warp(black, [("TranslateXRel", 0.45)], (40, 40),
+                                                     (0, 0, 40, 40), (40, 40)))
+  assert (warped[0, :, -10:] == 128).all()
+
+
+def test_posterize_to_zero_bits_gives_black():
+  # PosterizeIncreasing at magnitude 10 keeps 0 bits: black under the Pillow the recipes used
+  # (LUT i & ~255); current Pillow's ImageOps.posterize(img, 0) raises instead.
+  im = transforms.to_pil(_smooth(8, 8))
+  arg = transforms._op_arg("PosterizeIncreasing", 10.0, False)
+  assert arg == 0
+  assert (transforms.to_numpy(transforms.rand_augment(im, [("PosterizeIncreasing", arg)])) == 0).all()
