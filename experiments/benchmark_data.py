@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from absl import flags  # noqa: E402
 
 from vidjax.data import config, decode, pipeline, sources, synthetic  # noqa: E402
 
@@ -74,7 +73,6 @@ def main(argv=None) -> None:
   p.add_argument("--num_videos", type=int, default=8, help="per GOP setting")
   p.add_argument("--dir", default="", help="reuse/keep data here (default: a temp dir)")
   a = p.parse_args(argv)
-  flags.FLAGS.mark_as_parsed()  # grain 0.2.18 multiprocessing reads absl flags
   root = a.dir or tempfile.mkdtemp(prefix="vidjax_bench_")
   lists = {}
   for gop in (250, 25):

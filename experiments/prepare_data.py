@@ -15,7 +15,14 @@ mode `video` stores the original container bytes. Records are shuffled once (see
 are class-balanced, then cut into contiguous shards. Resumable: a shard is written to `*.tmp`
 and renamed with a `.json` sidecar (length, failures) when complete; a rerun skips completed
 shards. Run once per split into the same `--out`; the metadata lists every split written so far.
-Videos that fail to decode are skipped and listed in `{split}-failures.txt`.
+
+Bad input: annotation problems (missing video, unknown label, malformed line; `file:line: ...`)
+and videos that fail to decode (corrupt, no video stream, truncated: more than
+`--max_missing_fraction` of the container's declared frames unreadable) are skipped and listed in
+`{split}-failures.txt`. When fewer than `--min_usable_fraction` of the annotated videos are found
+(a wrong `--video_dir`) or readable, nothing is written for the split (no metadata; a rerun
+starts the split over) and the command exits with one line naming the directory; a missing
+annotations/labels file or folder is also one line.
 """
 
 from __future__ import annotations
@@ -35,13 +42,20 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from vidjax.data import decode, sources, transforms  # noqa: E402
+from vidjax.data import config, decode, sources, transforms  # noqa: E402
+
+_DEFAULTS = config.base_data()
 
 
-def encode_frames(path: str, fps: float, short_side: int, quality: int) -> tuple[list[bytes], float]:
-  """All frames resampled to `fps` (nearest source frame), short side → `short_side`, as JPEGs."""
+def encode_frames(path: str, fps: float, short_side: int, quality: int,
+                  max_missing_fraction: float = _DEFAULTS.max_missing_fraction
+                  ) -> tuple[list[bytes], float]:
+  """All frames resampled to `fps` (nearest source frame), short side → `short_side`, as JPEGs.
+  Raises DecodeError for no video stream or a truncated file (`decode.check_complete`)."""
   out: list[bytes] = []
-  with av.open(path) as c:
+  with decode.open_container(path) as c:
+    if not c.streams.video:
+      raise decode.DecodeError("no video stream")
     s = c.streams.video[0]
     s.codec_context.thread_count = 1
     h, w = s.codec_context.height, s.codec_context.width
@@ -49,12 +63,13 @@ def encode_frames(path: str, fps: float, short_side: int, quality: int) -> tuple
       h, w = transforms.short_side_size(h, w, short_side)
     src_fps = float(s.average_rate or s.guessed_rate or 25)
     tb = float(s.time_base)
-    prev, t0, k = None, None, 0
+    prev, t0, k, num_source = None, None, 0, 0
 
     def emit(f):
       out.append(decode.encode_jpeg(f.reformat(width=w, height=h, format="rgb24").to_ndarray(), quality))
 
     for f in c.decode(s):
+      num_source += 1
       t = (f.pts if f.pts is not None else len(out)) * tb
       if fps <= 0:
         emit(f)
@@ -65,23 +80,27 @@ def encode_frames(path: str, fps: float, short_side: int, quality: int) -> tuple
         emit(prev[1] if prev is not None and target - prev[0] < t - target else f)
         k += 1
       prev = (t, f)
+    decode.check_complete(c, num_source, max_missing_fraction)
   if not out:
     raise decode.DecodeError("no frames decoded")
   return out, (fps if fps > 0 else src_fps)
 
 
 def encode_record(rec: sources.VideoRecord, mode: str, fps: float, short_side: int,
-                  quality: int, features) -> tuple[str, bytes | None, str]:
+                  quality: int, features,
+                  max_missing_fraction: float = _DEFAULTS.max_missing_fraction
+                  ) -> tuple[str, bytes | None, str]:
   """(record id, serialized example or None, error message)."""
   try:
     if mode == "frames":
-      frames, out_fps = encode_frames(rec.path, fps, short_side, quality)
+      frames, out_fps = encode_frames(rec.path, fps, short_side, quality, max_missing_fraction)
       ex = {"frames": frames, "num_frames": len(frames)}
     else:
       with open(rec.path, "rb") as f:
         data = f.read()
       with decode.open_container(data) as c:
         n = decode.packet_index(c).num_frames
+        decode.check_complete(c, n, max_missing_fraction)
         out_fps = float(c.streams.video[0].average_rate or 0)
       if n == 0:
         raise decode.DecodeError("no frames")
@@ -95,10 +114,11 @@ def encode_record(rec: sources.VideoRecord, mode: str, fps: float, short_side: i
 _WORKER = {}
 
 
-def _init_worker(mode, fps, short_side, quality, class_names):
+def _init_worker(mode, fps, short_side, quality, class_names, max_missing_fraction):
   _WORKER["fn"] = functools.partial(encode_record, mode=mode, fps=fps, short_side=short_side,
                                     quality=quality,
-                                    features=sources.prepared_features(mode, class_names))
+                                    features=sources.prepared_features(mode, class_names),
+                                    max_missing_fraction=max_missing_fraction)
 
 
 def _work(rec):
@@ -124,11 +144,20 @@ def _write_metadata(out: str, name: str, features, split: str, lengths: list[int
                                      check_data=False, description="vidjax prepared videos")
 
 
+class PrepareError(ValueError):
+  """Nothing usable to write (e.g. a wrong --video_dir); the message is one line."""
+
+
 def prepare(args) -> str:
   from array_record.python.array_record_module import ArrayRecordWriter
   ann = sources.parse_annotations(args.format, annotations=args.annotations,
                                   video_dir=args.video_dir, labels=args.labels,
                                   num_classes=args.num_classes or None, strict=args.strict)
+  try:
+    sources.check_usable(ann, args.min_usable_fraction, args.annotations, args.video_dir)
+  except ValueError as e:
+    raise PrepareError(f"{e}; nothing written") from None
+  num_annotated = len(ann.records) + len(ann.problems)
   records = list(ann.records)
   np.random.default_rng(args.seed).shuffle(records)
   num_shards = args.num_shards or max(1, math.ceil(len(records) / args.records_per_shard))
@@ -149,7 +178,8 @@ def prepare(args) -> str:
   print(f"{len(records)} videos → {num_shards} shards in {args.out} "
         f"({num_shards - len(todo)} shards already complete)")
   pending = [records[j] for i in todo for j in range(bounds[i], bounds[i + 1])]
-  init = (args.mode, args.fps, args.short_side, args.quality, ann.classes.names)
+  init = (args.mode, args.fps, args.short_side, args.quality, ann.classes.names,
+          args.max_missing_fraction)
   if args.workers > 0:
     pool = mp.get_context("spawn").Pool(args.workers, _init_worker, init)
     results = pool.imap(_work, pending, chunksize=1)
@@ -181,13 +211,22 @@ def prepare(args) -> str:
     bar.close()
     if pool is not None:
       pool.terminate()
-  lengths, total_bytes, failures = [], 0, []
+  lengths, total_bytes, failures = [], 0, [str(p) for p in ann.problems]
   for p in paths:
     with open(p + ".json") as f:
       side = json.load(f)
     lengths.append(side["num_records"])
     total_bytes += side["num_bytes"]
     failures += side["failures"]
+  if sum(lengths) < args.min_usable_fraction * num_annotated or not sum(lengths):
+    for p in paths:  # refuse the split; a rerun encodes it again
+      for f in (p, p + ".json"):
+        if os.path.exists(f):
+          os.remove(f)
+    first = f"; first failure: {failures[0]}" if failures else ""
+    raise PrepareError(f"{sum(lengths)} of {num_annotated} annotated videos readable under "
+                       f"{args.video_dir}{first} (minimum fraction {args.min_usable_fraction}); "
+                       "nothing written")
   with open(os.path.join(args.out, f"{args.split}-failures.txt"), "w") as f:
     f.write("".join(x + "\n" for x in failures))
   _write_metadata(args.out, args.name, features, args.split, lengths, total_bytes)
@@ -216,8 +255,24 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--strict", action="store_true", help="fail on any annotation problem")
+  p.add_argument("--max_missing_fraction", type=float, default=_DEFAULTS.max_missing_fraction,
+                 help="a video missing more than this fraction of its declared frames is "
+                      "truncated (skipped); 1 disables the check")
+  p.add_argument("--min_usable_fraction", type=float, default=_DEFAULTS.min_usable_fraction,
+                 help="refuse when fewer than this fraction of the annotated videos are found "
+                      "or readable")
   return p
 
 
+def main(argv=None) -> str:
+  """CLI: bad input (missing file or folder, wrong --video_dir, bad annotations) exits with
+  one line instead of a traceback."""
+  args = parser().parse_args(argv)
+  try:
+    return prepare(args)
+  except (OSError, ValueError) as e:  # FileNotFoundError, AnnotationError, PrepareError, ...
+    raise SystemExit(f"prepare_data: {e}".replace("\n", "; ")) from None
+
+
 if __name__ == "__main__":
-  prepare(parser().parse_args())
+  main()

@@ -5,8 +5,3 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-from absl import flags  # noqa: E402
-
-# grain 0.2.18 multiprocessing reads absl flags; pytest never parses them.
-flags.FLAGS.mark_as_parsed()

@@ -1,6 +1,8 @@
-"""grain pipeline: determinism, resume from iterator state, per-host coverage, corrupt files,
-repeated augmentation, grouped eval views and global sharded batches."""
+"""grain pipeline: determinism, resume from iterator state (grain and orbax), per-process coverage,
+global batches independent of the process count, corrupt files, repeated augmentation, grouped
+eval views and global sharded batches."""
 
+import json
 import logging
 import os
 
@@ -49,37 +51,89 @@ def test_prepared_and_file_sources_agree_on_epoch(tiny_prepared, file_source):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_from_iterator_state(tiny_prepared, workers):
+def test_resume_from_iterator_state(tiny_prepared, workers, tmp_path):
+  """grain get_state/set_state and orbax (grain.checkpoint.CheckpointSave/Restore) resume exactly."""
+  import grain
+  import orbax.checkpoint as ocp
   src = sources.PreparedSource(tiny_prepared, "train")
   cfg = _cfg(workers=workers, batch_size=2)
   it = iter(pipeline.train_dataset(cfg, src))
   first = [next(it) for _ in range(3)]
   state = it.get_state()
+  with ocp.CheckpointManager(str(tmp_path / "ckpt"), item_names=("data",)) as mngr:
+    mngr.save(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+    mngr.wait_until_finished()
   expected = [next(it) for _ in range(2)]
   pipeline.close(it)
+  saved = list((tmp_path / "ckpt" / "3" / "data").glob("process_*.json"))
+  assert len(saved) == 1 and json.loads(saved[0].read_text()) == state  # orbax wrote get_state()
   it2 = iter(pipeline.train_dataset(cfg, src))
-  it2.set_state(state)
-  got = [next(it2) for _ in range(2)]
+  with ocp.CheckpointManager(str(tmp_path / "ckpt"), item_names=("data",)) as mngr:
+    mngr.restore(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(it2)))
+  restored = [next(it2) for _ in range(2)]  # restore = set_state(saved) + start_prefetch()
   pipeline.close(it2)
-  assert all(_same(x, y) for x, y in zip(expected, got))
+  assert all(_same(x, y) for x, y in zip(expected, restored))
   if workers:  # worker processes produce exactly the in-process batches
     ref = _take(pipeline.train_dataset(_cfg(workers=0, batch_size=2), src), 5)
     assert all(_same(x, y) for x, y in zip(ref, first + expected))
 
 
-def test_per_process_slices_cover_each_record_once_per_epoch(file_source):
-  cfg = _cfg(batch_size=2, num_frames=2)
+def test_per_process_batches_cover_each_record_once_per_epoch(file_source):
+  cfg = _cfg(batch_size=6, num_frames=2)  # global: 12 records = 2 steps of 3 processes × 2
   for epoch in range(2):
     seen = []
-    for pi in range(3):  # 12 records, 3 hosts × 2 batches × 2 = one epoch
+    for pi in range(3):
       batches = _take(pipeline.train_dataset(cfg, file_source, process_index=pi, process_count=3),
                       2 * (epoch + 1))
+      assert all(b["clip"].shape[0] == 2 for b in batches)
       seen += [i for b in batches[2 * epoch:] for i in b["index"].tolist()]
     assert sorted(seen) == list(range(12)), f"epoch {epoch}"
-  # The augmentation of a record does not depend on the number of hosts.
-  one = _take(pipeline.train_dataset(cfg, file_source), 1)[0]
-  two = _take(pipeline.train_dataset(cfg, file_source, process_index=0, process_count=2), 1)[0]
-  np.testing.assert_array_equal(one["clip"][0], two["clip"][0])  # global position 0
+
+
+def _global(cfg, src, pc, steps, train=True):
+  """Per-step concatenation, in process order, of `pc` simulated processes' batches."""
+  fn = pipeline.train_dataset if train else pipeline.eval_dataset
+  per = [_take(fn(cfg, src, process_index=pi, process_count=pc), steps) for pi in range(pc)]
+  return [{k: np.concatenate([p[s][k] for p in per]) for k in per[0][s]} for s in range(steps)]
+
+
+def test_global_batch_independent_of_process_count(file_source):
+  cfg = _cfg(batch_size=8, num_frames=2)
+  cfg.train.num_samples = 2  # 4 records × 2 augmented samples per global step
+  one = _global(cfg, file_source, 1, 4)
+  assert one[0]["clip"].shape == (8, 2, 32, 32, 3)
+  np.testing.assert_array_equal(one[0]["index"][0::2], one[0]["index"][1::2])
+  assert sorted(np.concatenate([b["index"][::2] for b in one[:3]]).tolist()) == list(range(12))
+  for pc in (2, 4):
+    many = _global(cfg, file_source, pc, 4)
+    for s, (a, b) in enumerate(zip(one, many)):
+      assert a.keys() == b.keys() and _same(a, b), (pc, s)
+  ecfg = _cfg(eval_batch_size=4, num_frames=2)
+  ecfg.eval.num_clips, ecfg.eval.num_crops = 1, 1
+  one = _global(ecfg, file_source, 1, 3, train=False)
+  assert np.concatenate([b["index"] for b in one]).tolist() == list(range(12))
+  for pc in (2, 4):
+    many = _global(ecfg, file_source, pc, 3, train=False)
+    assert all(_same(a, b) for a, b in zip(one, many)), pc
+
+
+def test_batch_sizes_are_global_and_must_divide(file_source):
+  b = _take(pipeline.train_dataset(_cfg(batch_size=4), file_source, process_index=1,
+                                   process_count=2), 1)[0]
+  assert b["clip"].shape[0] == 2
+  with pytest.raises(ValueError, match=r"data\.batch_size=6 .* process_count=4"):
+    pipeline.train_dataset(_cfg(batch_size=6), file_source, process_index=0, process_count=4)
+  cfg = _cfg(batch_size=4)
+  cfg.train.num_samples = 4
+  with pytest.raises(ValueError, match=r"data\.train\.num_samples=4"):
+    pipeline.train_dataset(cfg, file_source, process_index=0, process_count=2)
+  with pytest.raises(ValueError, match=r"data\.eval_batch_size=5 .* process_count=2"):
+    pipeline.eval_dataset(_cfg(eval_batch_size=5), file_source, process_index=0, process_count=2)
+  # Eval padding rounds up to a multiple of the global batch: 12 videos, global 8 → 16 slots.
+  batches = _take(pipeline.eval_dataset(_cfg(eval_batch_size=8), file_source, process_index=1,
+                                        process_count=2), 2)
+  assert [len(x["valid"]) for x in batches] == [4, 4]
+  np.testing.assert_array_equal(np.concatenate([x["valid"] for x in batches]), [True] * 4 + [False] * 4)
 
 
 def test_corrupt_files_are_replaced_counted_and_logged(tiny_videos, tmp_path, caplog):
@@ -94,7 +148,6 @@ def test_corrupt_files_are_replaced_counted_and_logged(tiny_videos, tmp_path, ca
   recs.append(sources.VideoRecord(str(tmp_path / "missing.mp4"), 1, "missing"))
   src = sources.VideoFileSource(recs)
   caplog.set_level(logging.WARNING)
-  pipeline._LOGGED.clear()
   b = _take(pipeline.train_dataset(_cfg(batch_size=9, num_frames=4), src), 1)[0]
   assert b["clip"].shape[0] == 9
   assert set(b["index"].tolist()) <= set(range(5))  # only good records delivered

@@ -34,7 +34,9 @@ def base_data(**overrides) -> ml_collections.ConfigDict:
       scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_prob=0.5, resample="bilinear",
       rand_augment="", randaug_interpolation="bicubic", randaug_mode="fused",
       color_jitter_prob=0.0, color_jitter=(0.4, 0.4, 0.2, 0.1), grayscale_prob=0.0,
-      jitter_per_frame=True, num_samples=1))
+      # jitter_mode: 'released' (one jitter and one gray coin per clip, jitter factors drawn per
+      # frame, as Video-FocalNets), 'per_frame' (coins and factors per frame) or 'per_clip'.
+      jitter_mode="released", num_samples=1))
   # Evaluation views: num_clips temporal × num_crops spatial after short side → eval short_side.
   c.eval = ml_collections.ConfigDict(dict(num_clips=4, num_crops=3, short_side=224,
                                           resample="bilinear"))
@@ -43,15 +45,22 @@ def base_data(**overrides) -> ml_collections.ConfigDict:
   # On-device mixing in the train step (mixing.mix).
   c.mixing = ml_collections.ConfigDict(dict(mixup_alpha=0.0, cutmix_alpha=0.0, switch_prob=0.5,
                                             label_smoothing=0.0))
-  # Loader.
-  c.batch_size = 32           # per host, in clips (repeated samples included)
-  c.eval_batch_size = 8       # per host, in videos (each with num_clips×num_crops views)
+  # Loader. Batch sizes are GLOBAL (all processes together); each process gets size / count.
+  c.batch_size = 32           # global, in clips (repeated samples included)
+  c.eval_batch_size = 8       # global, in videos (each with num_clips×num_crops views)
   c.workers = 4               # grain mp_prefetch processes (0 = in-process)
   c.threads = 1               # grain read threads per process
   c.prefetch = 4              # per-worker buffered batches
   c.seed = 0
   c.num_epochs = -1           # -1: repeat forever
   c.max_replacements = 10     # consecutive undecodable replacements before giving up
+  # Bad input. A video whose readable frames fall short of the container's declared count by
+  # more than this fraction is truncated, i.e. undecodable (train: replaced; eval: failed;
+  # prepare_data: listed in failures); 1.0 disables the check.
+  c.max_missing_fraction = 0.25
+  # files source (and prepare_data): refuse when fewer than this fraction of the annotated
+  # videos are found (e.g. a wrong video_dir) or, in prepare_data, readable.
+  c.min_usable_fraction = 0.5
   c.update(overrides)
   return c
 
@@ -72,7 +81,7 @@ def uniformerv2_data(dataset: str = "k400", **overrides) -> ml_collections.Confi
 
 
 def video_focalnet_data(dataset: str = "k400", **overrides) -> ml_collections.ConfigDict:
-  """Video-FocalNet: TSN 8 frames, RRC(0.08,1) → flip → per-frame jitter p=.8 → gray p=.2,
+  """Video-FocalNet: TSN 8 frames, RRC(0.08,1) → flip → jitter p=.8 → gray p=.2 (coins per clip),
   ImageNet mean/std, mixup .8 / cutmix 1. / switch .5 / smoothing .1; test 4 clips × 3 crops."""
   c = base_data()
   c.train.color_jitter_prob = 0.8

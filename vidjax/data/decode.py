@@ -5,6 +5,12 @@ the keyframe positions, then walks the sorted targets: it keeps decoding forward
 keyframe lies between the current position and the next target, and seeks to the target's
 keyframe otherwise. With one keyframe per video this is a single forward pass; with short GOPs it
 is one seek per target, i.e. the cheaper of the two for every GOP structure.
+
+A file cut short can keep a readable index (an mp4 with the moov atom in front, a webm header):
+demuxing then yields only the packets that survived and the video looks shorter but valid.
+`check_complete` compares that count with the frame count the container declares
+(`declared_frames`: the stream's frame count, else its duration, else the container's, times the
+average frame rate) and raises `DecodeError` when more than a given fraction is missing.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ def open_container(src: str | bytes):
 
 def packet_index(container) -> PacketIndex:
   """Demuxes (without decoding) every packet of the first video stream."""
+  if not container.streams.video:
+    raise DecodeError("no video stream")
   stream = container.streams.video[0]
   pts, key_pts = [], []
   for p in container.demux(stream):
@@ -54,6 +62,45 @@ def packet_index(container) -> PacketIndex:
   pts.sort()
   rank = {t: i for i, t in enumerate(pts)}
   return PacketIndex(pts, sorted(rank[t] for t in key_pts))
+
+
+def _duration_tag(value: str | None) -> float | None:
+  """Matroska per-track `DURATION` tag `HH:MM:SS.nnnnnnnnn` in seconds."""
+  try:
+    h, m, sec = (value or "").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+  except ValueError:
+    return None
+
+
+def declared_frames(container) -> int | None:
+  """Frame count the container declares for its first video stream, None if it states none:
+  `stream.frames` (mp4 sample table, avi header), else duration × average rate with the duration
+  of the stream, its matroska `DURATION` tag or the container, in that order."""
+  if not container.streams.video:
+    raise DecodeError("no video stream")
+  st = container.streams.video[0]
+  if st.frames:
+    return int(st.frames)
+  rate = st.average_rate or st.guessed_rate
+  if not rate:
+    return None
+  if st.duration and st.time_base:
+    seconds = float(st.duration * st.time_base)
+  else:
+    seconds = _duration_tag(st.metadata.get("DURATION")) or (
+        container.duration / av.time_base if container.duration else None)
+  return int(round(seconds * float(rate))) if seconds else None
+
+
+def check_complete(container, num_frames: int, max_missing_fraction: float) -> int | None:
+  """Raises `DecodeError('truncated: …')` when fewer than (1 - max_missing_fraction) of the
+  declared frames are readable; returns the declared count (None: none stated, nothing checked)."""
+  declared = declared_frames(container)
+  if declared and num_frames < (1.0 - max_missing_fraction) * declared:
+    raise DecodeError(f"truncated: {num_frames} of {declared} declared frames readable "
+                      f"(more than {max_missing_fraction:.0%} missing)")
+  return declared
 
 
 def num_video_frames(src: str | bytes) -> int:

@@ -1,21 +1,64 @@
-"""grain pipelines: global shuffle → random_map(decode+augment) → per-process slice → batch →
-mp_prefetch, plus `to_global` for sharded `jax.Array` batches.
+"""grain pipelines: global shuffle → random_map(decode+augment) → batch → block-wise
+per-process slice → mp_prefetch, plus `to_global` for sharded `jax.Array` batches.
 
-Train chain (`train_dataset`):
+Sizes. `data.batch_size` (clips, repeated samples included) and `data.eval_batch_size` (videos)
+are GLOBAL: all processes together. Each process gets `size / process_count` (a ValueError names
+the field when it does not divide; the per-process train batch must also divide by
+`train.num_samples`).
+
+Train chain (`train_dataset`), with P = process_count, b = batch_size / P / num_samples records:
   MapDataset.range(N).seed(seed).shuffle()    global, reshuffled every epoch, same on every host
   .repeat(epochs).random_map(ClipLoader)      per-record RNG from (seed, global position)
-  [process_index::process_count]              each record once per epoch across hosts
-  .batch(per_host_batch).to_iter_dataset().mp_prefetch(workers)
-Mapping before slicing keeps augmentation bit-identical for any number of hosts/workers (the
-map is lazy: each host only computes its own slice). Batches are dicts of numpy arrays:
-`clip` uint8 `[B, T, H, W, 3]`, `label` int32 `[B]`, `index` int64 `[B]` (record index),
-`num_replaced` int32 `[B]` (undecodable records replaced while producing this element; sum it
-for the metric). Eval batches (`eval_dataset`) keep the views of a video together:
-`clip` `[B, V, T, H, W, 3]` with V = num_clips × num_crops (clip-major), plus `valid` bool `[B]`
-(False on padding that rounds the split up to a multiple of the global batch).
+  .batch(b)[process_index::P]                 global step k = blocks kP … kP+P-1
+  (.map(merge repeated samples)).to_iter_dataset().mp_prefetch(workers)
+The global batch of step k is therefore the same records, in the same order, with the same
+augmentation, for every P that divides it: concatenating the process-local batches in
+process-index order gives exactly the single-process batch (a mesh whose data axis lists
+devices in process order makes `to_global` assemble that order). The map is lazy: each process
+only decodes its own blocks. A finite run (`num_epochs` ≥ 0) is cut to whole global batches so
+every process yields the same number of steps.
 
-Undecodable records (corrupt, truncated, empty, missing) are replaced by a record drawn from
-`np.random.default_rng([seed, index, attempt])`, logged once per path and counted.
+Train batches (dicts of numpy arrays):
+  clip          uint8 [B, T, H, W, 3]; with num_samples R the R augmentations of a record are
+                consecutive rows
+  label         int32 [B]
+  index         int64 [B]   record index delivered
+  num_replaced  int32 [B]   undecodable records replaced while producing this record (on the
+                            first of its R rows only, so `sum` counts each replacement once)
+  replaced      int64 [B, max_replacements]  the record indices that failed while producing
+                            this row, -1 padded (first row of a record only, like num_replaced);
+                            `source.describe(i)` names the file, e.g. for `workdir/bad_videos.txt`
+  blank         bool  [B]   every frame of the clip is one uniform colour. RandAugment's
+                            translations (up to 0.45 of the frame, timm and the released recipe)
+                            can move a small random-resized crop entirely off the frame, leaving
+                            only fill colour (4 of 2000 clips of the Sth-Sth recipe on synthetic
+                            videos); a uniform source video gives it too. The test does not
+                            depend on the fill value. Count it per log interval.
+Undecodable records (corrupt, truncated, empty, missing, no video stream) are replaced by a
+record drawn from `np.random.default_rng([seed, index, attempt])`, at most `max_replacements`
+times in a row (then RuntimeError); each pipeline logs every bad path once (WARNING on the
+`vidjax.data` logger; from grain workers this goes to their stderr, hence `replaced`).
+
+Eval batches (`eval_dataset`), one pass, every video exactly once, views kept together:
+  clip    uint8 [B, V, T, H, W, 3], V = num_clips × num_crops (clip-major)
+  label   int32 [B]   index int64 [B]
+  valid   bool  [B]   True for a decoded video (count it in the metric)
+  failed  bool  [B]   the video could not be decoded: never substituted; its own index and
+                      label, a zero clip, valid=False. Report `source.describe(i)` for
+                      `index[failed]`.
+Padding (valid=False, failed=False, index −1, label −1, zero clip) rounds the split up to a
+multiple of the global eval batch; global eval batches are independent of P as in training.
+
+`train_dataset`, `eval_dataset` raise ValueError for a source without records. The iterators
+are grain DatasetIterators: `get_state`/`set_state` and orbax `grain.checkpoint.CheckpointSave`
+/ `CheckpointRestore` resume exactly, in-process or with mp_prefetch workers.
+
+grain reads a few of its absl flags while starting workers; outside an absl app (a script, a
+notebook, pytest) those flags are unparsed and reading them raises. Before building a pipeline,
+grain's own flags (and only them) are marked as given at their current values unless the
+application has parsed its flags already; an application's flags stay untouched and a later
+`app.run`/`FLAGS(argv)` still parses everything. Workers are started with `spawn`: a script that
+iterates a pipeline with `workers > 0` needs the usual `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -31,7 +74,7 @@ import numpy as np
 
 from vidjax.data import decode, sampling, sources, transforms
 
-_LOGGED: set[str] = set()
+_log = logging.getLogger("vidjax.data")
 
 
 def _plain(cfg) -> dict:
@@ -45,11 +88,15 @@ class ClipLoader:
     self.source = source
     self.cfg = _plain(cfg)
     self.train = train
+    self._logged: set[str] = set()  # paths already logged by this pipeline (per process)
     if self.cfg["sampling"] not in ("tsn", "dense"):
       raise ValueError(f"data.sampling={self.cfg['sampling']!r}: expected 'tsn' or 'dense'")
     if self.cfg["train"]["randaug_mode"] not in ("exact", "fused"):
       raise ValueError(f"data.train.randaug_mode={self.cfg['train']['randaug_mode']!r}: "
                        "expected 'exact' or 'fused'")
+    if self.cfg["train"]["jitter_mode"] not in transforms.JITTER_MODES:
+      raise ValueError(f"data.train.jitter_mode={self.cfg['train']['jitter_mode']!r}: "
+                       f"expected one of {transforms.JITTER_MODES}")
 
   # -- decoding ------------------------------------------------------------------------------
   def _frames_source(self, rec: dict) -> tuple[int, Callable, tuple[int, int]]:
@@ -71,6 +118,7 @@ class ClipLoader:
       st = cont.streams.video[0]
       h, w = st.codec_context.height, st.codec_context.width
       index = decode.packet_index(cont)
+      decode.check_complete(cont, index.num_frames, c["max_missing_fraction"])
     if index.num_frames == 0 or h == 0 or w == 0:
       raise decode.DecodeError("empty video")
     if c["video_short_side"]:
@@ -104,7 +152,7 @@ class ClipLoader:
       imgs = transforms.hflip(imgs)
     if t["color_jitter_prob"] > 0 or t["grayscale_prob"] > 0:
       imgs = transforms.jitter_and_gray(rng, imgs, t["color_jitter_prob"], t["color_jitter"],
-                                        t["grayscale_prob"], t["jitter_per_frame"])
+                                        t["grayscale_prob"], t["jitter_mode"])
     return transforms.to_numpy(imgs)
 
   def _eval_views(self, n, get, hw) -> np.ndarray:
@@ -120,47 +168,85 @@ class ClipLoader:
         views.append(transforms.to_numpy(transforms.crop(imgs, box)))
     return np.stack(views)
 
-  def _element(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+  def _train_element(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
     rec = self.source[index]
     n, get, hw = self._frames_source(rec)
-    if self.train:
-      reps = self.cfg["train"]["num_samples"]
-      clips = [self._train_clip(n, get, hw, rng) for _ in range(reps)]
-      clip = clips[0] if reps == 1 else np.stack(clips)
-    else:
-      clip = self._eval_views(n, get, hw)
-    return {"clip": clip, "label": np.int32(rec["label"])}
+    reps = self.cfg["train"]["num_samples"]
+    clips = [self._train_clip(n, get, hw, rng) for _ in range(reps)]
+    blank = [bool((x == x[:, :1, :1]).all()) for x in clips]  # every frame one colour
+    if reps == 1:
+      return {"clip": clips[0], "label": np.int32(rec["label"]), "blank": np.bool_(blank[0])}
+    return {"clip": np.stack(clips), "label": np.int32(rec["label"]), "blank": np.array(blank)}
 
-  def __call__(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
-    n = len(self.source)
-    index = int(index)
-    valid = index < n
-    cur = index % n
-    for attempt in range(self.cfg["max_replacements"] + 1):
+  def _warn(self, index: int, error: Exception, action: str) -> str:
+    where = self.source.describe(index) if hasattr(self.source, "describe") else str(index)
+    if where not in self._logged:
+      self._logged.add(where)
+      _log.warning("undecodable video %s: %s (%s)", action, where, error)
+    return where
+
+  def _eval_shape(self) -> tuple[int, ...]:
+    c, e = self.cfg, self.cfg["eval"]
+    return (e["num_clips"] * e["num_crops"], c["num_frames"], c["crop_size"], c["crop_size"], 3)
+
+  def _eval_element(self, index: int) -> dict[str, Any]:
+    """Video `index`, never substituted: failed → zero clip, valid=False; index ≥ N: padding."""
+    el = {"clip": None, "label": np.int32(-1), "index": np.int64(-1), "valid": np.bool_(False),
+          "failed": np.bool_(False)}
+    if index < len(self.source):
+      el["index"] = np.int64(index)
       try:
-        el = self._element(cur, rng)
-        el.update(index=np.int64(cur), num_replaced=np.int32(attempt))
-        if not self.train:
-          el["valid"] = np.bool_(valid)
+        rec = self.source[index]
+        el["label"] = np.int32(rec["label"])
+        el["clip"] = self._eval_views(*self._frames_source(rec))
+        el["valid"] = np.bool_(True)
+      except (decode.DecodeError, OSError) as e:
+        self._warn(index, e, "excluded from evaluation")
+        el["failed"] = np.bool_(True)
+    if el["clip"] is None:
+      el["clip"] = np.zeros(self._eval_shape(), np.uint8)
+    return el
+
+  def __call__(self, index: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
+    index = int(index)
+    if not self.train:
+      return self._eval_element(index)
+    n, max_rep = len(self.source), self.cfg["max_replacements"]
+    replaced = np.full((max_rep,), -1, np.int64)
+    cur = index % n
+    for attempt in range(max_rep + 1):
+      try:
+        el = self._train_element(cur, rng)
+        el.update(index=np.int64(cur), num_replaced=np.int32(attempt), replaced=replaced)
         return el
       except (decode.DecodeError, OSError) as e:
         last = e
-        where = self.source.describe(cur) if hasattr(self.source, "describe") else str(cur)
-        if where not in _LOGGED:
-          _LOGGED.add(where)
-          logging.warning("undecodable video replaced: %s (%s)", where, e)
+        where = self._warn(cur, e, "replaced")
+        if attempt < max_rep:
+          replaced[attempt] = cur
         cur = int(np.random.default_rng([self.cfg["seed"], index, attempt]).integers(n))
-    raise RuntimeError(f"{self.cfg['max_replacements']} consecutive undecodable records after "
-                       f"record {index}; check the data (last: {where})") from last
+    raise RuntimeError(f"{max_rep} consecutive undecodable records after record {index}; check "
+                       f"the data (last: {where}: {last})") from last
+
+
+_PER_SAMPLE = ("clip", "blank")  # [b, R, ...] in a repeated-augmentation batch
+_ONCE_PER_RECORD = {"num_replaced": 0, "replaced": -1}  # kept on the first of the R rows
 
 
 def _merge_samples(batch: dict) -> dict:
-  """[B/R, R, ...] → [B, ...] for repeated augmentation (labels repeated accordingly)."""
+  """[b, R, ...] → [b·R, ...] for repeated augmentation: the R samples of a record consecutive,
+  per-record fields repeated, replacement counts on the first row only (counted once)."""
   r = batch["clip"].shape[1]
-  out = {"clip": batch["clip"].reshape((-1,) + batch["clip"].shape[2:])}
+  out = {}
   for k, v in batch.items():
-    if k != "clip":
+    if k in _PER_SAMPLE:
+      out[k] = v.reshape((-1,) + v.shape[2:])
+    else:
       out[k] = np.repeat(v, r, axis=0)
+      if k in _ONCE_PER_RECORD:
+        rest = np.ones(len(out[k]), bool)
+        rest[::r] = False
+        out[k][rest] = _ONCE_PER_RECORD[k]
   return out
 
 
@@ -169,14 +255,54 @@ def make_source(cfg, split: str):
   if cfg.source == "prepared":
     return sources.PreparedSource(cfg.data_dir, cfg.train_split if split == "train" else cfg.eval_split)
   if cfg.source == "files":
-    ann = sources.parse_annotations(
-        cfg.format, annotations=cfg.train_annotations if split == "train" else cfg.eval_annotations,
-        video_dir=cfg.video_dir, labels=cfg.labels, num_classes=cfg.num_classes)
+    annotations = cfg.train_annotations if split == "train" else cfg.eval_annotations
+    ann = sources.parse_annotations(cfg.format, annotations=annotations, video_dir=cfg.video_dir,
+                                    labels=cfg.labels, num_classes=cfg.num_classes)
+    try:
+      sources.check_usable(ann, cfg.min_usable_fraction, annotations, cfg.video_dir)
+    except ValueError as e:
+      raise ValueError(f"data.video_dir / data.{split}_annotations: {e}") from None
     return sources.VideoFileSource(ann.records)
   raise ValueError(f"data.source={cfg.source!r}: expected 'prepared' or 'files'")
 
 
+def _grain_flags_usable(flag_values=None) -> None:
+  """Makes grain's absl flags readable when the application has not parsed flags (a script, a
+  notebook, pytest): each flag defined by a `grain` module is marked as given at its current
+  value, as grain does itself in its worker processes. Nothing happens once flags are parsed
+  (an absl app), and other flags are not touched (they still raise if read unparsed)."""
+  from absl import flags
+  fv = flags.FLAGS if flag_values is None else flag_values
+  if fv.is_parsed():
+    return
+  for module, defined in fv.flags_by_module_dict().items():
+    if module == "grain" or module.startswith("grain."):
+      for f in defined:
+        f.present = f.present or 1
+
+
+def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  pi = jax.process_index() if process_index is None else int(process_index)
+  pc = jax.process_count() if process_count is None else int(process_count)
+  if not 0 <= pi < pc:
+    raise ValueError(f"process_index={pi} outside [0, process_count={pc})")
+  return pi, pc
+
+
+def _per_process(size: int, pc: int, field: str) -> int:
+  if size <= 0 or size % pc:
+    raise ValueError(f"data.{field}={size} is the global batch (all processes together): it must "
+                     f"be a positive multiple of process_count={pc}")
+  return size // pc
+
+
+def _require_records(source, split: str) -> None:
+  if len(source) == 0:
+    raise ValueError(f"{split} source {source!r} has no records")
+
+
 def _finish(ds: grain.MapDataset, cfg, workers: int | None) -> grain.IterDataset:
+  _grain_flags_usable()
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.threads,
                                             prefetch_buffer_size=max(cfg.prefetch, 1)))
   workers = cfg.workers if workers is None else workers
@@ -188,17 +314,23 @@ def _finish(ds: grain.MapDataset, cfg, workers: int | None) -> grain.IterDataset
 
 def train_dataset(cfg, source=None, *, process_index: int | None = None,
                   process_count: int | None = None, workers: int | None = None) -> grain.IterDataset:
-  """Infinite (or `num_epochs`) shuffled, augmented per-host train batches."""
+  """Infinite (or `num_epochs`) shuffled, augmented train batches of this process: global
+  batch `data.batch_size` split block-wise over processes (see the module docstring)."""
   source = make_source(cfg, "train") if source is None else source
-  pi = jax.process_index() if process_index is None else process_index
-  pc = jax.process_count() if process_count is None else process_count
+  _require_records(source, "train")
+  pi, pc = _process(process_index, process_count)
+  per = _per_process(cfg.batch_size, pc, "batch_size")
   reps = cfg.train.num_samples
-  if cfg.batch_size % reps:
-    raise ValueError(f"data.batch_size={cfg.batch_size} not divisible by train.num_samples={reps}")
+  if per % reps:
+    raise ValueError(f"data.batch_size={cfg.batch_size}: the per-process batch {per} "
+                     f"(process_count={pc}) is not divisible by data.train.num_samples={reps}")
+  loader = ClipLoader(source, cfg, train=True)
   ds = grain.MapDataset.range(len(source)).seed(cfg.seed).shuffle()
   ds = ds.repeat(None if cfg.num_epochs < 0 else cfg.num_epochs)
-  ds = ds.random_map(ClipLoader(source, cfg, train=True))[pi::pc]
-  ds = ds.batch(cfg.batch_size // reps, drop_remainder=True)
+  if cfg.num_epochs >= 0:  # whole global batches only: every process takes the same steps
+    g = cfg.batch_size // reps
+    ds = ds[:len(ds) // g * g]
+  ds = ds.random_map(loader).batch(per // reps, drop_remainder=True)[pi::pc]
   if reps > 1:
     ds = ds.map(_merge_samples)
   return _finish(ds, cfg, workers)
@@ -206,15 +338,17 @@ def train_dataset(cfg, source=None, *, process_index: int | None = None,
 
 def eval_dataset(cfg, source=None, *, process_index: int | None = None,
                  process_count: int | None = None, workers: int | None = None) -> grain.IterDataset:
-  """One pass over the eval split, every video once (padded with `valid=False`), views grouped."""
+  """One pass over the eval split, every video once, views grouped; global batch
+  `data.eval_batch_size` split block-wise over processes; failed videos and padding have
+  `valid=False` (see the module docstring)."""
   source = make_source(cfg, "eval") if source is None else source
-  pi = jax.process_index() if process_index is None else process_index
-  pc = jax.process_count() if process_count is None else process_count
-  gb = cfg.eval_batch_size * pc
-  total = math.ceil(len(source) / gb) * gb
-  ds = grain.MapDataset.range(total).seed(cfg.seed)
-  ds = ds.random_map(ClipLoader(source, cfg, train=False))[pi::pc]
-  ds = ds.batch(cfg.eval_batch_size, drop_remainder=True)
+  _require_records(source, "eval")
+  pi, pc = _process(process_index, process_count)
+  per = _per_process(cfg.eval_batch_size, pc, "eval_batch_size")
+  g = cfg.eval_batch_size
+  total = math.ceil(len(source) / g) * g
+  ds = grain.MapDataset.range(total).map(ClipLoader(source, cfg, train=False))
+  ds = ds.batch(per, drop_remainder=True)[pi::pc]
   return _finish(ds, cfg, workers)
 
 
@@ -230,6 +364,6 @@ def data_sharding(mesh: jax.sharding.Mesh, axes: tuple[str, ...] = ("data",)) ->
 
 
 def to_global(batch: dict, sharding: jax.sharding.Sharding) -> dict:
-  """Per-host numpy batch → global `jax.Array`s (`make_array_from_process_local_data`)."""
+  """Process-local numpy batch → global `jax.Array`s (`make_array_from_process_local_data`)."""
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                       batch)

@@ -6,8 +6,14 @@ Annotation formats (each parser returns `Annotations(records, classes, problems)
     files are named `{youtube_id}_{start:06d}_{end:06d}.ext` or `{youtube_id}.ext` (any subfolder).
   * Something-Something V2: a JSON list of `{"id", "template", ...}` + labels JSON
     `{"Template text": "idx"}`; videos `{id}.webm` (problems name `file:entry N`).
-  * MMAction list files: `path label` or `path num_frames label` per line, paths relative to a root.
-  * One folder per class: `root/<class>/<video>`; classes sorted by name.
+  * MMAction list files: `path label` or `path num_frames label` per line, paths relative to a root;
+    a path with spaces is quoted (`"my clip.mp4" 3`) or the fields are separated by tabs. The
+    record id is the path as written (normalised), so `a.mp4` and `a.webm` stay distinct.
+  * One folder per class: `root/<class>/<video>`; classes sorted by name; ids `<class>/<video>`.
+Class files: one name per line (`.txt`), a JSON list, or a JSON `{name: id}` whose ids are exactly
+0..N-1 (gaps or repeats are refused, never renumbered). A missing annotation, labels file or
+video folder is one `FileNotFoundError` line naming the path; `check_usable` refuses annotations
+of which too few videos were found (a wrong `video_dir`).
 
 Prepared datasets (written by `experiments/prepare_data.py`) are TFDS folder datasets of
 ArrayRecord shards `{name}-{split}.array_record-XXXXX-of-YYYYY` (`group_size:1`) plus
@@ -25,6 +31,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,14 +82,28 @@ class ClassIndex:
 
   @classmethod
   def from_file(cls, path: str) -> "ClassIndex":
-    """One name per line (`.txt`) or a JSON list / `{name: id}` dict."""
+    """One name per line (`.txt`) or a JSON list / `{name: id}` dict with ids exactly 0..N-1."""
+    _require_file(path, "labels")
     with open(path) as f:
-      if path.endswith(".json"):
+      if not path.endswith(".json"):
+        return cls([ln.strip() for ln in f if ln.strip()])
+      try:
         d = json.load(f)
-        if isinstance(d, dict):
-          return cls([n for n, _ in sorted(d.items(), key=lambda kv: int(kv[1]))])
-        return cls(list(d))
-      return cls([ln.strip() for ln in f if ln.strip()])
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(d, list):
+      return cls([str(n) for n in d])
+    if not isinstance(d, dict):
+      raise ValueError(f"{path}: expected a JSON list of names or a {{name: id}} object")
+    try:
+      ids = {n: int(i) for n, i in d.items()}
+    except (TypeError, ValueError):
+      raise ValueError(f"{path}: class ids must be integers, got {sorted(d.values(), key=str)[:5]}") from None
+    if sorted(ids.values()) != list(range(len(ids))):
+      missing = sorted(set(range(len(ids))) - set(ids.values()))
+      raise ValueError(f"{path}: class ids must be 0..{len(ids) - 1} without gaps or repeats; "
+                       f"got {sorted(ids.values())[:10]} (missing {missing[:10]})")
+    return cls(sorted(ids, key=ids.get))
 
   def __len__(self) -> int:
     return len(self.names)
@@ -101,12 +122,42 @@ class Annotations:
   problems: list[Problem]
 
 
+def _require_file(path: str, what: str) -> None:
+  if not path:
+    raise ValueError(f"no {what} file given")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{what} file not found: {path}")
+
+
+def _require_dir(path: str, what: str = "video_dir") -> None:
+  if path and not os.path.isdir(path):
+    raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def check_usable(ann: Annotations, min_fraction: float, annotations: str, video_dir: str) -> None:
+  """Raises ValueError when fewer than `min_fraction` of the annotated videos (records plus
+  problems) are usable, or none is: the usual sign of a wrong `video_dir`."""
+  total = len(ann.records) + len(ann.problems)
+  if ann.records and len(ann.records) >= min_fraction * total:
+    return
+  first = f"; first problem: {ann.problems[0]}" if ann.problems else ""
+  raise ValueError(f"{len(ann.records)} of {total} annotated videos usable under "
+                   f"{video_dir or '.'} ({annotations or 'folders'}){first} "
+                   f"(minimum fraction {min_fraction})")
+
+
+_MAX_LOGGED_PROBLEMS = 10  # the full list stays in `Annotations.problems`
+
+
 def _finish(records, classes, problems, strict: bool) -> Annotations:
   if problems:
     if strict:
       raise AnnotationError(problems)
-    for p in problems:
+    for p in problems[:_MAX_LOGGED_PROBLEMS]:
       logging.warning("annotation problem (skipped): %s", p)
+    if len(problems) > _MAX_LOGGED_PROBLEMS:
+      logging.warning("... and %d more annotation problems (skipped)",
+                      len(problems) - _MAX_LOGGED_PROBLEMS)
   return Annotations(records, classes, problems)
 
 
@@ -125,6 +176,8 @@ def parse_kinetics_csv(csv_path: str, video_dir: str, classes: ClassIndex | None
                        strict: bool = False) -> Annotations:
   """Kinetics `label,youtube_id,time_start,time_end,split` CSV; classes default to sorted labels."""
   problems, rows = [], []
+  _require_file(csv_path, "annotations")
+  _require_dir(video_dir)
   index = _index_videos(video_dir)
   with open(csv_path, newline="") as f:
     reader = csv.reader(f)
@@ -144,6 +197,9 @@ def parse_kinetics_csv(csv_path: str, video_dir: str, classes: ClassIndex | None
         ts, te = int(float(row[col["time_start"]])), int(float(row[col["time_end"]]))
       except ValueError:
         problems.append(Problem(csv_path, lineno, f"bad time_start/time_end in {row}"))
+        continue
+      if not label:
+        problems.append(Problem(csv_path, lineno, "empty label"))
         continue
       rows.append((lineno, label, yid, ts, te))
   if classes is None:
@@ -165,13 +221,26 @@ def parse_kinetics_csv(csv_path: str, video_dir: str, classes: ClassIndex | None
 def parse_ssv2_json(json_path: str, labels_path: str, video_dir: str, ext: str = ".webm",
                     strict: bool = False) -> Annotations:
   """Something-Something V2 `[{id, template}]` JSON + `{template: idx}` labels JSON."""
+  _require_file(json_path, "annotations")
+  _require_dir(video_dir)
   classes = ClassIndex.from_file(labels_path)
   with open(json_path) as f:
-    entries = json.load(f)
+    try:
+      entries = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{json_path}: not valid JSON ({e})") from None
+  if not isinstance(entries, list):
+    raise ValueError(f"{json_path}: expected a JSON list of {{id, template}} entries")
   problems, records = [], []
   for n, e in enumerate(entries):
     if not isinstance(e, dict) or "id" not in e or "template" not in e:
       problems.append(Problem(json_path, n, f"expected an object with id/template, got {e!r}", "entry"))
+      continue
+    if not isinstance(e["template"], str):
+      problems.append(Problem(json_path, n, f"template must be a string, got {e['template']!r}", "entry"))
+      continue
+    if not isinstance(e["id"], (str, int)) or isinstance(e["id"], bool):
+      problems.append(Problem(json_path, n, f"id must be a string or integer, got {e['id']!r}", "entry"))
       continue
     label = e["template"].replace("[", "").replace("]", "")
     if label not in classes:
@@ -187,22 +256,33 @@ def parse_ssv2_json(json_path: str, labels_path: str, video_dir: str, ext: str =
 
 def parse_list_file(list_path: str, root: str = "", num_classes: int | None = None,
                     classes: ClassIndex | None = None, strict: bool = False) -> Annotations:
-  """MMAction list file: `path label` or `path num_frames label` (integer labels)."""
+  """MMAction list file: `path label` or `path num_frames label` (integer labels); quote a path
+  with spaces or separate the fields by tabs. Record ids are the normalised relative paths."""
   problems, records = [], []
+  _require_file(list_path, "annotations")
+  _require_dir(root)
   with open(list_path) as f:
     lines = f.read().splitlines()
   for lineno, line in enumerate(lines, start=1):
-    parts = line.split()
+    try:
+      parts = _list_fields(line)
+    except ValueError as e:
+      problems.append(Problem(list_path, lineno, f"{e} in {line!r}"))
+      continue
     if not parts:
       continue
     if len(parts) not in (2, 3):
-      problems.append(Problem(list_path, lineno, f"expected 'path label' or 'path num_frames label', got {line!r}"))
+      problems.append(Problem(list_path, lineno, (
+          f"expected 'path label' or 'path num_frames label' (quote a path with spaces or "
+          f"separate the fields by tabs), got {len(parts)} fields in {line!r}")))
       continue
     try:
       label = int(parts[-1])
       nf = int(parts[1]) if len(parts) == 3 else None
     except ValueError:
-      problems.append(Problem(list_path, lineno, f"non-integer label/num_frames in {line!r}"))
+      problems.append(Problem(list_path, lineno, (
+          f"non-integer label/num_frames in {line!r} (quote a path with spaces or separate the "
+          "fields by tabs)")))
       continue
     limit = len(classes) if classes is not None else num_classes
     if label < 0 or (limit is not None and label >= limit):
@@ -212,23 +292,35 @@ def parse_list_file(list_path: str, root: str = "", num_classes: int | None = No
     if not os.path.exists(path):
       problems.append(Problem(list_path, lineno, f"missing video {path}"))
       continue
-    vid = os.path.splitext(os.path.basename(parts[0]))[0]
-    records.append(VideoRecord(path, label, vid, nf))
+    records.append(VideoRecord(path, label, os.path.normpath(parts[0]), nf))
   if classes is None:
     n = num_classes or (max((r.label for r in records), default=-1) + 1)
     classes = ClassIndex([str(i) for i in range(n)])
   return _finish(records, classes, problems, strict)
 
 
+def _list_fields(line: str) -> list[str]:
+  """Tab-separated fields if the line has a tab, else shell-like words (quotes group; no escapes
+  or comments, so backslashes and '#' stay part of a path)."""
+  if "\t" in line:
+    return [p.strip() for p in line.split("\t") if p.strip()]
+  lex = shlex.shlex(line, posix=True)
+  lex.whitespace_split, lex.escape, lex.commenters = True, "", ""
+  return list(lex)  # ValueError ("No closing quotation") on an unbalanced quote
+
+
 def parse_class_folders(root: str) -> Annotations:
   """`root/<class>/<video>`: one folder per class, classes sorted by name."""
+  if not root:
+    raise ValueError("folders format: no video_dir given")
+  _require_dir(root)
   names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
   classes = ClassIndex(names)
   records = []
   for c in names:
     for f in sorted(os.listdir(os.path.join(root, c))):
       if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS:
-        records.append(VideoRecord(os.path.join(root, c, f), classes.id(c), os.path.splitext(f)[0]))
+        records.append(VideoRecord(os.path.join(root, c, f), classes.id(c), os.path.join(c, f)))
   return Annotations(records, classes, [])
 
 
@@ -258,6 +350,10 @@ class VideoFileSource:
 
   def __len__(self) -> int:
     return len(self.records)
+
+  def __repr__(self) -> str:
+    where = f", e.g. {self.records[0].path}" if self.records else ""
+    return f"VideoFileSource({len(self.records)} records{where})"
 
   def __getitem__(self, i: int) -> dict[str, Any]:
     r = self.records[int(i)]
@@ -297,6 +393,7 @@ class PreparedSource:
   """
 
   def __init__(self, data_dir: str, split: str):
+    _require_file(os.path.join(data_dir, "dataset_info.json"), "prepared dataset_info")
     with open(os.path.join(data_dir, "dataset_info.json")) as f:
       info = json.load(f)
     splits = {s["name"]: s for s in info.get("splits", [])}
@@ -324,6 +421,9 @@ class PreparedSource:
   def __len__(self) -> int:
     return self.num_records
 
+  def __repr__(self) -> str:
+    return f"PreparedSource({self.data_dir!r}, split={self.split!r}, {self.num_records} records)"
+
   def __getitem__(self, i: int) -> dict[str, Any]:
     # The tf.Example wire format that the tfds features write, parsed directly: the frame list
     # stays a list of bytes objects (tfds' generic decoder costs ~10× more per record).
@@ -339,7 +439,12 @@ class PreparedSource:
     return ex
 
   def describe(self, i: int) -> str:
-    return f"{self.data_dir}[{self.split}][{int(i)}]"
+    """`data_dir[split][i] (id)`: the id is the video's annotation id (its relative path)."""
+    where = f"{self.data_dir}[{self.split}][{int(i)}]"
+    try:
+      return f"{where} ({self[i]['id']})"
+    except Exception:  # an unreadable record still gets a name
+      return where
 
   @property
   def class_names(self) -> list[str]:
