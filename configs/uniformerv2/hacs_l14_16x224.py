@@ -1,31 +1,17 @@
-"""UniFormerV2-L/14 on HACS (200 classes), 16x224.
+"""UniFormerV2-L/14 on HACS (200 classes), 16x224, initialised from k400/k400+k710_uniformerv2_l14_16x224.
 
-Official exp ``exp/hacs/hacs_l14_16x224`` (run.sh); zoo checkpoint ``hacs/hacs_uniformerv2_l14_16x224.pyth`` (top-1 95.5).
-
-Initialised from the K400+K710 L/14 16x224 model with a fresh head; gradient checkpointing (CHECKPOINT_NUM [1]).
+Official ``exp/hacs/hacs_l14_16x224/run.sh``; zoo ``hacs/hacs_uniformerv2_l14_16x224.pyth`` (top-1 95.5).
+Global batch 64 videos, lr 5e-6, 20 epochs (5 warmup), test 10 clips x 3 crops.
+``DELETE_SPECIAL_HEAD``: the head is re-initialised.
+Gradient checkpointing (``CHECKPOINT_NUM [1]``): ``model.remat_policy='full'``.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from configs.uniformerv2 import common  # noqa: E402
+from vidjax.configs import uniformerv2
 
 
-def get_config():
-  return common.get_config(
-      family='untrimmed_l14',
-      dataset='hacs',
-      num_classes=200,
-      num_frames=16,
-      exp='exp/hacs/hacs_l14_16x224',
-      checkpoint='hacs/hacs_uniformerv2_l14_16x224',
-      top1=95.5,
-      init='k400/k400_k710_uniformerv2_l14_16x224',
-      total_batch=64,
-      base_lr=5e-06,
-      epochs=20,
-      warmup_epochs=5,
-      num_clips=10,
-      num_crops=3)
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="hacs/hacs_l14_16x224", zoo="hacs/hacs_uniformerv2_l14_16x224", top1=95.5,
+      family="untrimmed_l14", dataset="hacs", num_classes=200, num_frames=16, nodes=2,
+      node_batch=32, base_lr=5e-6, epochs=20, warmup_epochs=5, num_clips=10, num_crops=3,
+      init="k400/k400+k710_uniformerv2_l14_16x224.pyth", head="reinit", remat=True)

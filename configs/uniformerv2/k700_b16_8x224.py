@@ -1,32 +1,14 @@
-"""UniFormerV2-B/16 on Kinetics-700, 8x224, from CLIP ViT-B/16.
+"""UniFormerV2-B/16 on Kinetics-700 (700 classes), 8x224, initialised from CLIP.
 
-Official exp ``exp/k700/k700_b16_f8x224`` (run.sh); zoo checkpoint ``k700/k700_uniformerv2_b16_8x224.pyth`` (top-1 75.8).
-
-The K710-initialised variant (exp k700+k710_b16_f8x224, zoo k700/k700_k710_uniformerv2_b16_8x224)
-uses the same model with lr 2e-6, 5 epochs, 1 warmup epoch.
+Official ``exp/k700/k700_b16_f8x224/run.sh``; zoo ``k700/k700_uniformerv2_b16_8x224.pyth`` (top-1 75.8).
+Global batch 256 videos, lr 1e-5, 55 epochs (5 warmup), test 4 clips x 3 crops.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from configs.uniformerv2 import common  # noqa: E402
+from vidjax.configs import uniformerv2
 
 
-def get_config():
-  return common.get_config(
-      family='b16',
-      dataset='kinetics700',
-      num_classes=700,
-      num_frames=8,
-      exp='exp/k700/k700_b16_f8x224',
-      checkpoint='k700/k700_uniformerv2_b16_8x224',
-      top1=75.8,
-      init='clip:ViT-B/16',
-      total_batch=256,
-      base_lr=1e-05,
-      epochs=55,
-      warmup_epochs=5,
-      num_clips=4,
-      num_crops=3)
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="k700/k700_b16_f8x224", zoo="k700/k700_uniformerv2_b16_8x224", top1=75.8,
+      family="b16", dataset="kinetics700", num_classes=700, num_frames=8, nodes=1, node_batch=256,
+      base_lr=1e-5, epochs=55, warmup_epochs=5, num_clips=4, num_crops=3, init="clip")

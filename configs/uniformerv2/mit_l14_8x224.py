@@ -1,31 +1,16 @@
-"""UniFormerV2-L/14 on Moments in Time v1 (339 classes), 8x224.
+"""UniFormerV2-L/14 on Moments in Time v1 (339 classes), 8x224, initialised from k400/k400+k710_uniformerv2_l14_8x224.
 
-Official exp ``exp/mit/mit_l14_f8x224`` (run.sh); zoo checkpoint ``mitv1/mit_uniformerv2_l14_8x224.pyth`` (top-1 47.0).
-
-Initialised from the K400+K710 L/14 model with a fresh head (DELETE_SPECIAL_HEAD True).
+Official ``exp/mit/mit_l14_f8x224/run.sh``; zoo ``mitv1/mit_uniformerv2_l14_8x224.pyth`` (top-1 47.0).
+Global batch 512 videos, lr 1e-5, 18 epochs (5 warmup), test 4 clips x 3 crops.
+``DELETE_SPECIAL_HEAD``: the head is re-initialised.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from configs.uniformerv2 import common  # noqa: E402
+from vidjax.configs import uniformerv2
 
 
-def get_config():
-  return common.get_config(
-      family='l14',
-      dataset='mit',
-      num_classes=339,
-      num_frames=8,
-      exp='exp/mit/mit_l14_f8x224',
-      checkpoint='mitv1/mit_uniformerv2_l14_8x224',
-      top1=47.0,
-      init='k400/k400_k710_uniformerv2_l14_8x224',
-      total_batch=512,
-      base_lr=1e-05,
-      epochs=18,
-      warmup_epochs=5,
-      num_clips=4,
-      num_crops=3)
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="mit/mit_l14_f8x224", zoo="mitv1/mit_uniformerv2_l14_8x224", top1=47.0,
+      family="l14", dataset="moments_in_time", num_classes=339, num_frames=8, nodes=4,
+      node_batch=128, base_lr=1e-5, epochs=18, warmup_epochs=5, num_clips=4, num_crops=3,
+      init="k400/k400+k710_uniformerv2_l14_8x224.pyth", head="reinit")

@@ -1,31 +1,15 @@
-"""UniFormerV2-B/16 on Something-Something V1 (174 classes), 16x224: local + global UniBlocks.
+"""UniFormerV2-B/16 on Something-Something V1 (174 classes), 16x224, initialised from CLIP.
 
-Official exp ``ssv1_b16_f16x224`` (run.sh); zoo checkpoint ``sthv1/sthv1_uniformerv2_b16_16x224.pyth`` (top-1 56.8).
-
-Global batch 128 videos x 2 repeated augmentations = 256 clips; no horizontal flip.
+Official ``exp/sthv1/ssv1_b16_f16x224/run.sh``; zoo ``sthv1/sthv1_uniformerv2_b16_16x224.pyth`` (top-1 56.8).
+Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 4e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from configs.uniformerv2 import common  # noqa: E402
+from vidjax.configs import uniformerv2
 
 
-def get_config():
-  return common.get_config(
-      family='sth_b16',
-      dataset='something_something_v1',
-      num_classes=174,
-      num_frames=16,
-      exp='ssv1_b16_f16x224',
-      checkpoint='sthv1/sthv1_uniformerv2_b16_16x224',
-      top1=56.8,
-      init='clip:ViT-B/16',
-      total_batch=128,
-      base_lr=4e-05,
-      epochs=22,
-      warmup_epochs=5,
-      num_clips=1,
-      num_crops=3)
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="sthv1/ssv1_b16_f16x224", zoo="sthv1/sthv1_uniformerv2_b16_16x224", top1=56.8,
+      family="sth_b16", dataset="something_something_v1", num_classes=174, num_frames=16, nodes=1,
+      node_batch=128, base_lr=4e-5, epochs=22, warmup_epochs=5, num_clips=1, num_crops=3,
+      init="clip")

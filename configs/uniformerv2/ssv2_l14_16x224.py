@@ -1,32 +1,16 @@
-"""UniFormerV2-L/14 on Something-Something V2 (174 classes), 16x224: local + global UniBlocks.
+"""UniFormerV2-L/14 on Something-Something V2 (174 classes), 16x224, initialised from CLIP.
 
-Official exp ``ssv2_l14_f16x224`` (run.sh); zoo checkpoint ``sthv2/sthv2_uniformerv2_l14_16x224.pyth`` (top-1 72.1).
-
-Global batch 128 videos x 2 repeated augmentations; gradient checkpointing (CHECKPOINT_NUM [15]).
+Official ``exp/sthv2/ssv2_l14_f16x224/run.sh``; zoo ``sthv2/sthv2_uniformerv2_l14_16x224.pyth`` (top-1 72.1).
+Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 2e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
+Gradient checkpointing (``CHECKPOINT_NUM [15]``): ``model.remat_policy='full'``.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from configs.uniformerv2 import common  # noqa: E402
+from vidjax.configs import uniformerv2
 
 
-def get_config():
-  return common.get_config(
-      family='sth_l14',
-      dataset='something_something_v2',
-      num_classes=174,
-      num_frames=16,
-      exp='ssv2_l14_f16x224',
-      checkpoint='sthv2/sthv2_uniformerv2_l14_16x224',
-      top1=72.1,
-      init='clip:ViT-L/14',
-      total_batch=128,
-      base_lr=2e-05,
-      epochs=22,
-      warmup_epochs=5,
-      num_clips=1,
-      num_crops=3,
-      remat_policy='full')
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="sthv2/ssv2_l14_f16x224", zoo="sthv2/sthv2_uniformerv2_l14_16x224", top1=72.1,
+      family="sth_l14", dataset="something_something_v2", num_classes=174, num_frames=16, nodes=2,
+      node_batch=64, base_lr=2e-5, epochs=22, warmup_epochs=5, num_clips=1, num_crops=3,
+      init="clip", remat=True)

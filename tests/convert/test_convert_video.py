@@ -184,7 +184,7 @@ def test_k400_file_into_sthsth_config_lists_the_family_difference(uniformer_sd, 
 
 def test_l14_release_into_b16_config_fails_with_both_shapes(monkeypatch):
   config = common.load_config_file(os.path.join(ROOT, "configs", "uniformerv2",
-                                                "k400_l14_8x224.py"))
+                                                "k400_k710_l14_8x224.py"))
   _, cfg = common.architecture(config.model)
   l14 = {k: np.broadcast_to(np.float32(0), s)   # shapes only: no memory
          for k, s in uniformerv2_layout.official_shapes(cfg).items()}

@@ -1,1 +1,0 @@
-"""UniFormerV2 experiment configs (``get_config()`` per file; shared values in ``common``)."""

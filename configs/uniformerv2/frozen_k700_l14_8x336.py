@@ -1,0 +1,15 @@
+"""UniFormerV2-L/14@336 frozen on Kinetics-700 (700 classes), 8x336, initialised from CLIP.
+
+Official ``exp/k700/frozen_k700_l14_f8x336/run.sh``; zoo ``k700/frozen_k700_uniformerv2_l14_8x336.pyth`` (top-1 79.6).
+Global batch 512 videos, lr 8e-4, 50 epochs (0 warmup), test 3 clips x 1 crops.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="k700/frozen_k700_l14_f8x336", zoo="k700/frozen_k700_uniformerv2_l14_8x336",
+      top1=79.6, family="frozen_l14_336", dataset="kinetics700", num_classes=700, num_frames=8,
+      image_size=336, nodes=2, node_batch=256, base_lr=8e-4, epochs=50, warmup_epochs=0,
+      num_clips=3, num_crops=1, init="clip")

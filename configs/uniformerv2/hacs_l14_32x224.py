@@ -1,0 +1,17 @@
+"""UniFormerV2-L/14 on HACS (200 classes), 32x224, initialised from k400/k400+k710_uniformerv2_l14_32x224.
+
+Official ``exp/hacs/hacs_l14_32x224/run.sh``; zoo ``hacs/hacs_uniformerv2_l14_32x224.pyth`` (top-1 95.4).
+Global batch 64 videos, lr 5e-6, 20 epochs (5 warmup), test 10 clips x 3 crops.
+``DELETE_SPECIAL_HEAD``: the head is re-initialised.
+Gradient checkpointing (``CHECKPOINT_NUM [1]``): ``model.remat_policy='full'``.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="hacs/hacs_l14_32x224", zoo="hacs/hacs_uniformerv2_l14_32x224", top1=95.4,
+      family="untrimmed_l14", dataset="hacs", num_classes=200, num_frames=32, nodes=4,
+      node_batch=16, base_lr=5e-6, epochs=20, warmup_epochs=5, num_clips=10, num_crops=3,
+      init="k400/k400+k710_uniformerv2_l14_32x224.pyth", head="reinit", remat=True)

@@ -1,0 +1,18 @@
+"""UniFormerV2-L/14@336 on Kinetics-400 (400 classes), 32x336, initialised from k710/k710_uniformerv2_l14_8x336.
+
+Official ``exp/k400/k400+k710_l14_f32x336/run.sh``; zoo ``k400/k400_k710_uniformerv2_l14_32x336.pyth`` (top-1 89.7).
+Global batch 128 videos, lr 1.5e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
+``DELETE_SPECIAL_HEAD``: the head is re-initialised.
+Gradient checkpointing (``CHECKPOINT_NUM [24]``): ``model.remat_policy='full'``.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="k400/k400+k710_l14_f32x336", zoo="k400/k400_k710_uniformerv2_l14_32x336",
+      top1=89.7, family="l14_336", dataset="kinetics400", num_classes=400, num_frames=32,
+      image_size=336, nodes=4, node_batch=32, base_lr=1.5e-6, epochs=5, warmup_epochs=1,
+      num_clips=4, num_crops=3, init="k710/k710_uniformerv2_l14_8x336.pyth", head="reinit",
+      remat=True)

@@ -1,0 +1,16 @@
+"""UniFormerV2-B/16 on Kinetics-600 (600 classes), 8x224, initialised from k710/k710_uniformerv2_b16_8x224.
+
+Official ``exp/k600/k600+k710_b16_f8x224/run.sh``; zoo ``k600/k600_k710_uniformerv2_b16_8x224.pyth`` (top-1 86.1).
+Global batch 256 videos, lr 2e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
+The head keeps the K710 rows of the authors' ``label_mixto600.json``: set ``--config.init_from.label_map=FILE``.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="k600/k600+k710_b16_f8x224", zoo="k600/k600_k710_uniformerv2_b16_8x224", top1=86.1,
+      family="b16", dataset="kinetics600", num_classes=600, num_frames=8, nodes=1, node_batch=256,
+      base_lr=2e-6, epochs=5, warmup_epochs=1, num_clips=4, num_crops=3,
+      init="k710/k710_uniformerv2_b16_8x224.pyth", head="label_map")

@@ -1,0 +1,15 @@
+"""UniFormerV2-L/14@336 on Kinetics-710 (710 classes), 8x336, initialised from CLIP.
+
+Official ``exp/k710/k710_l14_f8x336/run.sh``; zoo ``k710/k710_uniformerv2_l14_8x336.pyth`` (no published top-1).
+Global batch 256 videos, lr 5e-6, 40 epochs (5 warmup), test 4 clips x 3 crops.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="k710/k710_l14_f8x336", zoo="k710/k710_uniformerv2_l14_8x336", top1=None,
+      family="l14_336", dataset="kinetics710", num_classes=710, num_frames=8, image_size=336,
+      nodes=4, node_batch=64, base_lr=5e-6, epochs=40, warmup_epochs=5, num_clips=4, num_crops=3,
+      init="clip")

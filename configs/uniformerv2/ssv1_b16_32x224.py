@@ -1,0 +1,15 @@
+"""UniFormerV2-B/16 on Something-Something V1 (174 classes), 32x224, initialised from CLIP.
+
+Official ``exp/sthv1/ssv1_b16_f32x224/run.sh``; zoo ``sthv1/sthv1_uniformerv2_b16_32x224.pyth`` (top-1 59.4).
+Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 4e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="sthv1/ssv1_b16_f32x224", zoo="sthv1/sthv1_uniformerv2_b16_32x224", top1=59.4,
+      family="sth_b16", dataset="something_something_v1", num_classes=174, num_frames=32, nodes=2,
+      node_batch=64, base_lr=4e-5, epochs=22, warmup_epochs=5, num_clips=1, num_crops=3,
+      init="clip")

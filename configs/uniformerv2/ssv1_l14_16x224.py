@@ -1,0 +1,16 @@
+"""UniFormerV2-L/14 on Something-Something V1 (174 classes), 16x224, initialised from CLIP.
+
+Official ``exp/sthv1/ssv1_l14_f16x224/run.sh``; zoo ``sthv1/sthv1_uniformerv2_l14_16x224.pyth`` (top-1 60.5).
+Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 2e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
+Gradient checkpointing (``CHECKPOINT_NUM [15]``): ``model.remat_policy='full'``.
+"""
+
+from vidjax.configs import uniformerv2
+
+
+def get_config(arg=None):
+  return uniformerv2.experiment(
+      arg, exp="sthv1/ssv1_l14_f16x224", zoo="sthv1/sthv1_uniformerv2_l14_16x224", top1=60.5,
+      family="sth_l14", dataset="something_something_v1", num_classes=174, num_frames=16, nodes=2,
+      node_batch=64, base_lr=2e-5, epochs=22, warmup_epochs=5, num_clips=1, num_crops=3,
+      init="clip", remat=True)

@@ -1,1 +1,0 @@
-"""Video-FocalNet experiment configs (``get_config()`` per file; shared values in ``common``)."""
