@@ -47,22 +47,11 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None,
     jax.distributed.initialize()
 
 
-def quiet_libraries() -> None:
-  """Keeps orbax's and grain's per-save INFO chatter out of the console (warnings still show)."""
-  import logging as std_logging
-
-  class Filter(std_logging.Filter):
-    def filter(self, record):
-      return record.levelno >= std_logging.WARNING or not any(
-          f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "jax"))
-
-  logging.get_absl_handler().addFilter(Filter())
-
-
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  quiet_libraries()
+  from vidjax.train import metrics
+  metrics.quiet_library_logs()
   initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   import jax
   from vidjax.train import loop

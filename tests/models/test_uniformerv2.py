@@ -14,6 +14,7 @@ from flax import nnx
 
 from convert import uniformerv2_layout as layout
 from vidjax import models
+from vidjax.models import layers
 from vidjax.models import uniformerv2 as u2
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -377,7 +378,7 @@ def test_train_equals_eval_without_stochastic_layers_except_batchnorm():
 
 def test_drop_path_masks_follow_the_released_semantics():
   rngs = nnx.Rngs(0)
-  dp = u2.LayerDropPath(0.5, 0.5, rngs=rngs)
+  dp = layers.LayerDropPath(0.5, 0.5, rngs=rngs)
   x = jnp.ones((4, 64, 8))
   y = np.asarray(dp(x, mask_axes=(1,)))  # resblock attn/FFN: token positions, shared by the batch
   assert set(np.unique(y)) == {0.0, 2.0}

@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from convert import video_focalnet_layout as layout
+from vidjax import models
 from vidjax.models import video_focalnet as vf
 
 # Two stages keep XLA compiles short (CPU CI); every stage-level code path is still exercised.
@@ -34,7 +35,7 @@ def _load(model, flat):
     assert tuple(var.get_value().shape) == flat[path].shape, path
     var.set_value(jnp.asarray(flat[path]))
   nnx.update(model, state)
-  return model
+  return models.fill_rest(model)
 
 
 def _random_sd(shapes, seed=0):

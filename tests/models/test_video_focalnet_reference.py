@@ -200,6 +200,7 @@ def _build(normalize_modulator: bool, seed: int):
   mcfg = _tiny_model_config(normalize_modulator=normalize_modulator)
   model = models.abstract(mcfg)  # shapes only: every parameter is set by _randomise
   flat = _randomise(model, seed)
+  models.fill_rest(model)
   model.eval()
   return mcfg, model, layout.from_flax(flat, model.cfg)
 

@@ -46,7 +46,7 @@ def uniformerv2(root: str | None) -> ml_collections.ConfigDict:
       epochs=12, warmup_epochs=1, num_clips=2, num_crops=1)
   c.model.update(dict(width=64, layers=4, heads=4, n_head=4, patch_size=8, return_list=(2, 3),
                       n_layers=2, mlp_dropout=(0.0, 0.0), cls_dropout=0.0,
-                      backbone_drop_path_rate=0.0, drop_path_rate=0.0))
+                      backbone_drop_path_rate=0.0, drop_path_rate=0.0, depthwise_impl="shift"))
   c.optim.weight_decay = 0.05
   synthetic_data(c, root)
   return c
@@ -57,6 +57,7 @@ def video_focalnet(root: str | None) -> ml_collections.ConfigDict:
       root, variant="tiny", dataset="synthetic", num_classes=NUM_CLASSES, gpus=2, flip=0.0,
       depths=(1, 1, 2, 1), embed_dim=24, num_frames=NUM_FRAMES, image_size=IMAGE_SIZE,
       drop_path_rate=0.0)
+  c.model.depthwise_impl = "shift"  # XLA's grouped convs are the CPU bottleneck
   c.schedule.update(dict(base_lr=0.05, warmup_start_lr=1e-3, end_lr=1e-3, warmup_epochs=1.0,
                          epochs=12.0))
   c.data.mixing.update(dict(mixup_alpha=0.0, cutmix_alpha=0.0, label_smoothing=0.1))

@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-# (name, dx, dy, dtheta): velocities in fractions of the frame size / degrees per frame.
+# (name, dx, dy, dtheta): displacement over the whole clip, in fractions of the frame size /
+# degrees, whatever its length (TSN sampling spans the whole clip, so a model sees all of it).
 MOTIONS = (
-    ("right_slow", 0.012, 0.0, 0.0),
-    ("left_slow", -0.012, 0.0, 0.0),
-    ("down", 0.0, 0.015, 0.0),
-    ("up", 0.0, -0.015, 0.0),
-    ("rotate_cw", 0.0, 0.0, 8.0),
-    ("rotate_ccw", 0.0, 0.0, -8.0),
-    ("right_fast", 0.04, 0.0, 0.0),
-    ("left_fast", -0.04, 0.0, 0.0),
+    ("right_slow", 0.2, 0.0, 0.0),
+    ("left_slow", -0.2, 0.0, 0.0),
+    ("down", 0.0, 0.35, 0.0),
+    ("up", 0.0, -0.35, 0.0),
+    ("rotate_cw", 0.0, 0.0, 150.0),
+    ("rotate_ccw", 0.0, 0.0, -150.0),
+    ("right_fast", 0.5, 0.0, 0.0),
+    ("left_fast", -0.5, 0.0, 0.0),
 )
 MAX_CLASSES = len(MOTIONS)
 
@@ -42,7 +44,12 @@ def class_names(num_classes: int) -> list[str]:
 
 def motion_frames(label: int, rng: np.random.Generator, num_frames: int, height: int,
                   width: int) -> np.ndarray:
-  """uint8 `[T, H, W, 3]` frames of one clip of class `label`."""
+  """uint8 `[T, H, W, 3]` frames of one clip of class `label`.
+
+  Everything but the motion (background, distractors, shape, colour, start pose, speed jitter)
+  is drawn from `rng` before the label is used, so one seed gives the same first frame for
+  every class.
+  """
   _, dx, dy, dth = MOTIONS[label]
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   c0, c1 = rng.uniform(20, 235, size=(2, 3))
@@ -51,23 +58,26 @@ def motion_frames(label: int, rng: np.random.Generator, num_frames: int, height:
   bg = (c0 * (1 - g[..., None]) + c1 * g[..., None]).astype(np.uint8)
   bgi = Image.fromarray(bg)
   d = ImageDraw.Draw(bgi)
-  for _ in range(3):  # static distractors
-    r = rng.uniform(0.04, 0.1) * min(height, width)
+  for _ in range(2):  # static distractors
+    r = rng.uniform(0.04, 0.08) * min(height, width)
     cx, cy = rng.uniform(0, width), rng.uniform(0, height)
     d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-  k = int(rng.integers(3, 6))
-  ang = np.sort(rng.uniform(0, 2 * np.pi, k))
-  rad = rng.uniform(0.5, 1.0, k) * rng.uniform(0.12, 0.2) * min(height, width)
-  colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-  x0, y0, th0 = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0, 360)
-  speed = rng.uniform(0.8, 1.2)
+  # An irregular (so rotations show), well-spread polygon contrasting with the background.
+  k = int(rng.integers(3, 7))
+  ang = (np.arange(k) + rng.uniform(-0.3, 0.3, k)) * 2 * np.pi / k
+  rad = rng.uniform(0.55, 1.0, k) * rng.uniform(0.18, 0.24) * min(height, width)
+  colour = tuple(int(v) for v in np.clip(255 - (c0 + c1) / 2 + rng.uniform(-30, 30, 3), 0, 255))
+  x0, y0 = rng.uniform(0.35, 0.65) * width, rng.uniform(0.3, 0.7) * height
+  th0, speed = rng.uniform(0, 360), rng.uniform(0.85, 1.15)
+  steps = max(num_frames - 1, 1)
   out = np.empty((num_frames, height, width, 3), np.uint8)
   for t in range(num_frames):
     img = bgi.copy()
     dr = ImageDraw.Draw(img)
-    cx = (x0 + speed * dx * width * t) % width
-    cy = (y0 + speed * dy * height * t) % height
-    th = np.deg2rad(th0 + speed * dth * t)
+    f = speed * t / steps
+    cx = (x0 + f * dx * width) % width
+    cy = (y0 + f * dy * height) % height
+    th = np.deg2rad(th0 + f * dth)
     for ox in (-width, 0, width):  # draw wrapped copies so the shape re-enters smoothly
       for oy in (-height, 0, height):
         pts = [(cx + ox + r * np.cos(p + th), cy + oy + r * np.sin(p + th)) for p, r in zip(ang, rad)]
@@ -115,10 +125,12 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = 25, gop: int = 16, crf: 
 
 def write_dataset(out: str, num_per_class: int, num_classes: int = 4, num_frames: int | tuple[int, int] = 32,
                   height: int = 48, width: int = 64, fps: int = 25, gop: int = 16,
-                  split: str = "train", seed: int = 0) -> str:
+                  split: str = "train", seed: int = 0,
+                  progress: Callable[[int], None] | None = None) -> str:
   """Writes `num_per_class` videos per class; returns the MMAction list file path.
 
-  `num_frames` may be a `(min, max)` range (inclusive) to vary video lengths.
+  `num_frames` may be a `(min, max)` range (inclusive) to vary video lengths; `progress(n)` is
+  called after each video with the number written so far.
   """
   names = class_names(num_classes)
   rng = np.random.default_rng(seed)
@@ -130,6 +142,8 @@ def write_dataset(out: str, num_per_class: int, num_classes: int = 4, num_frames
       rel = os.path.join(split, name, f"{name}_{k:05d}.mp4")
       write_mp4(os.path.join(out, rel), motion_frames(label, rng, n, height, width), fps, gop)
       lines.append(f"{rel} {n} {label}")
+      if progress is not None:
+        progress(len(lines))
   with open(os.path.join(out, "classes.txt"), "w") as f:
     f.write("\n".join(names) + "\n")
   list_path = os.path.join(out, f"{split}.txt")

@@ -17,12 +17,12 @@ Parameters carry logical axis names; inside ``jax.set_mesh(mesh)`` plus
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 from flax import nnx
-from flax.nnx import rnglib
 
 from vidjax.models import uniformerv2, video_focalnet
 
@@ -82,11 +82,13 @@ def initialise(config: Any, rngs: nnx.Rngs, filter_: Any = ...) -> tuple[nnx.Gra
   traced = []
 
   def init(rngs_state):
-    graphdef, state = nnx.split(build(nnx.merge(rngs_def, rngs_state)))
+    streams = _ref_streams(nnx.merge(rngs_def, rngs_state))
+    graphdef, state = nnx.split(build(streams))
     traced.append(graphdef)
-    return nnx.filter_state(state, filter_) if filter_ is not ... else state, rngs_state
+    state = nnx.filter_state(state, filter_) if filter_ is not ... else state
+    return state, nnx.state(nnx.with_vars(streams, ref=False))
 
-  with _sharding_context(), _cheap_rng_draws():
+  with _sharding_context():
     compiled = jax.jit(init).lower(rngs_state).compile(compiler_options=_INIT_COMPILER_OPTIONS)
   state, rngs_state = compiled(rngs_state)
   nnx.update(rngs, rngs_state)
@@ -102,36 +104,35 @@ def create(config: Any, *, rngs: nnx.Rngs) -> nnx.Module:
   return nnx.merge(*initialise(config, rngs))
 
 
-@contextlib.contextmanager
-def _cheap_rng_draws():
-  """Draws NNX stream keys with ``set_value`` while tracing.
+def _ref_streams(rngs: nnx.Rngs) -> nnx.Rngs:
+  """The caller's streams as JAX refs (``nnx.with_vars(..., ref=True)``) while a model is traced.
 
-  ``RngStream.__call__`` updates its counter with ``count[...] += 1``; under ``eval_shape`` that
-  path compares the shardings of two tracers, and each comparison makes jax walk every traced
-  operation so far to phrase an error message it then discards: quadratic in model size (22 s for
-  UniFormerV2-B/16 SSv2 on CPU, 2 s with this). The keys and counts drawn are identical.
+  Every key drawn while tracing updates the stream's counter. On a plain Variable that update
+  (``count[...] += 1``) compares the shardings of two tracers, and each comparison makes JAX
+  walk every traced operation so far to phrase an error message it then discards: quadratic in
+  model size. A ref is updated in place instead; the keys and counts drawn are the same.
   """
-  original = rnglib.RngStream.__call__
-
-  def draw(self):
-    self.count._check_can_update()
-    count = self.count.get_value()
-    key = jax.random.fold_in(self.key.get_value(), count)
-    self.count.set_value(count + 1)
-    return key
-
-  rnglib.RngStream.__call__ = draw
-  try:
-    yield
-  finally:
-    rnglib.RngStream.__call__ = original
+  return nnx.with_vars(rngs, ref=True)
 
 
 def abstract(config: Any) -> nnx.Module:
   """The same module as :func:`create` with ``jax.ShapeDtypeStruct`` leaves (no allocation)."""
-  with _sharding_context(), _cheap_rng_draws():
-    build = _builder(config)
-    return nnx.eval_shape(lambda: build(nnx.Rngs(0)))
+  build = _builder(config)
+  with _sharding_context():
+    return nnx.eval_shape(lambda: build(_ref_streams(nnx.Rngs(0))))
+
+
+def fill_rest(model: nnx.Module, seed: int = 0) -> nnx.Module:
+  """Makes the non-weight variables of ``model`` (RNG streams, per-layer drop-path rates) concrete,
+  in place, as :func:`create` with ``nnx.Rngs(seed)`` would hold them; returns ``model``.
+
+  For a :func:`abstract` model whose weights the caller sets itself (tests, converters).
+  """
+  name = next(n for n, arch in ARCHITECTURES.items() if isinstance(model, arch.Model))
+  config = {"name": name, **dataclasses.asdict(model.cfg)}
+  weights = nnx.Any(nnx.Param, nnx.BatchStat)
+  nnx.update(model, initialise(config, nnx.Rngs(seed), nnx.Not(weights))[1])
+  return model
 
 
 from vidjax.models.checkpoint import load, save  # noqa: E402

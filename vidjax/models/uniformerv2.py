@@ -75,8 +75,9 @@ class Config:
   ``width, layers, heads, patch_size, image_size`` default to the ``variant``'s values (set them
   for tiny test models). ``return_list`` defaults to the last ``n_layers`` blocks (the released
   choice for every family), ``n_layers`` to ``len(return_list)`` (else 4), ``n_head`` to
-  ``heads`` and ``mlp_dropout`` to 0.5 per global block. After construction every field holds
-  its resolved value.
+  ``heads`` and ``mlp_dropout`` to 0.5 per global block. ``n_layers=0`` (with ``return_list=()``)
+  drops the global UniBlocks: the head reads the frame-mean CLS token only (with ``no_lmhra`` the
+  per-frame CLIP ablation). After construction every field holds its resolved value.
   """
 
   variant: str = "b16"
@@ -106,6 +107,7 @@ class Config:
   dtype: str = "float32"
   param_dtype: str = "float32"
   attention_impl: str = "xla"
+  depthwise_impl: str = "conv"  # "shift": layers.depthwise_shift (fast on CPU) for DPE / LT_MHRA
   remat_policy: str = "none"
   scan_layers: bool = False
 
@@ -156,8 +158,10 @@ class Config:
       fail("return_list", "has duplicated entries")
     if list(r) != sorted(r):
       fail("return_list", "must be sorted (global blocks read the backbone bottom-up)")
-    if len(r) < 1:
-      fail("return_list", "needs at least one global block")
+    if len(r) < 1 and self.n_layers != 0:
+      fail("return_list", "needs at least one global block (or n_layers=0: no global blocks)")
+    if self.n_layers == 0 and self.frozen:
+      fail("n_layers", "frozen=True reads only the global blocks; needs n_layers >= 1")
     if self.n_layers != len(r):
       fail("n_layers", f"must equal len(return_list)={len(r)} (one global block per entry)")
     if len(self.mlp_dropout) != self.n_layers:
@@ -182,6 +186,8 @@ class Config:
         fail(field, str(e))
     if self.attention_impl not in ATTENTION_IMPLS:
       fail("attention_impl", f"expected one of {list(ATTENTION_IMPLS)}")
+    if self.depthwise_impl not in layers.DEPTHWISE_IMPLS:
+      fail("depthwise_impl", f"expected one of {list(layers.DEPTHWISE_IMPLS)}")
     layers.remat_policy(self.remat_policy)  # raises naming model.remat_policy
 
   @property
@@ -196,13 +202,8 @@ class Config:
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
-  """Builds a :class:`Config` from ``config.model`` (without ``name``); rejects unknown keys."""
-  valid = [f.name for f in dataclasses.fields(Config)]
-  unknown = sorted(set(d) - set(valid))
-  if unknown:
-    raise ValueError(f"unknown UniFormerV2 config key(s) {['model.' + k for k in unknown]}; "
-                     f"valid keys: {valid}")
-  return Config(**dict(d))
+  """Builds a :class:`Config` from ``config.model`` (``name`` ignored); rejects unknown keys."""
+  return layers.config_from_dict(Config, d, "UniFormerV2")
 
 
 def trainable_filter(cfg: Config) -> Any:
@@ -221,20 +222,9 @@ def trainable_filter(cfg: Config) -> Any:
 # Initialisers (PyTorch defaults where the official code keeps them; CLIP weights replace the
 # backbone's anyway).
 
-_torch_kernel = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")  # kaiming_uniform(√5)
 # xavier_uniform of the packed (3C, C) in_proj_weight, applied to each (C, C) block.
 _packed_xavier = nnx.initializers.variance_scaling(0.5, "fan_avg", "uniform")
-_zeros = nnx.initializers.zeros_init()
-
-
-def _uniform_bias(fan_in: int) -> layers.Initializer:
-  """PyTorch's default bias init: U(±1/sqrt(fan_in))."""
-  bound = fan_in ** -0.5
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
+_zeros = layers.zeros_init
 
 
 def _param(rngs: nnx.Rngs, init: layers.Initializer, shape: tuple[int, ...], names, dtype):
@@ -243,55 +233,26 @@ def _param(rngs: nnx.Rngs, init: layers.Initializer, shape: tuple[int, ...], nam
 
 def _conv(cin: int, cout: int, kernel: tuple[int, int, int], cfg: Config, *, rngs: nnx.Rngs,
           groups: int = 1, padding: Any = "VALID", strides: Any = 1, use_bias: bool = True,
-          kernel_init: layers.Initializer = _torch_kernel, bias_init: layers.Initializer | None = None,
-          ) -> nnx.Conv:
-  """Conv3d on [B, T, H, W, C]; kernel (kT, kH, kW, C_in/groups, C_out)."""
-  fan_in = (cin // groups) * int(np.prod(kernel))
+          kernel_init: layers.Initializer = layers.torch_kernel_init,
+          bias_init: layers.Initializer | None = None) -> nnx.Conv:
+  """Conv3d on [B, T, H, W, C]; kernel (kT, kH, kW, C_in/groups, C_out), PyTorch init."""
   # Depthwise (size-1) and RGB (size-3) input axes are never sharded.
   in_name = "conv_in" if cin // groups > 3 else None
-  return nnx.Conv(
-      cin, cout, kernel, strides, padding=padding, feature_group_count=groups, use_bias=use_bias,
-      dtype=layers.dtype_from_name(cfg.dtype), param_dtype=layers.dtype_from_name(cfg.param_dtype),
-      kernel_init=layers.partitioned(kernel_init, (None, None, None, in_name, "conv_out")),
-      bias_init=layers.partitioned(bias_init or _uniform_bias(fan_in), ("conv_out",)), rngs=rngs)
+  return layers.conv(cfg, cin, cout, kernel, (None, None, None, in_name, "conv_out"), rngs=rngs,
+                     strides=strides, padding=padding, groups=groups, use_bias=use_bias,
+                     kernel_init=kernel_init, bias_init=bias_init)
 
 
-def _dense(cin: int, cout: int, names, cfg: Config, *, rngs: nnx.Rngs,
-           kernel_init: layers.Initializer = _torch_kernel,
+def _dense(cfg: Config, cin: int, cout: int, names, *, rngs: nnx.Rngs,
+           kernel_init: layers.Initializer = layers.torch_kernel_init,
            bias_init: layers.Initializer = _zeros, dtype: Any = None) -> nnx.Linear:
-  return layers.linear(
-      cin, cout, names, rngs=rngs, dtype=dtype or layers.dtype_from_name(cfg.dtype),
-      param_dtype=layers.dtype_from_name(cfg.param_dtype), kernel_init=kernel_init,
-      bias_init=bias_init)
-
-
-def _ln(width: int, cfg: Config, rngs: nnx.Rngs) -> nnx.LayerNorm:
-  return layers.layer_norm(width, rngs=rngs, param_dtype=layers.dtype_from_name(cfg.param_dtype))
+  """``layers.dense`` with UniFormerV2's default kernel init (PyTorch's nn.Linear)."""
+  return layers.dense(cfg, cin, cout, names, rngs=rngs, kernel_init=kernel_init,
+                      bias_init=bias_init, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------
 # Building blocks.
-
-
-class DropRate(nnx.Variable):
-  """A per-layer drop-path rate held as data, so blocks stacked by ``nnx.vmap`` keep their rate."""
-
-
-class LayerDropPath(layers.DropPath):
-  """``layers.DropPath`` whose rate is a per-layer :class:`DropRate` (works under ``nnx.scan``).
-
-  ``max_rate`` (static) decides whether the layer draws masks at all; ``rate`` (data) is this
-  layer's ``linspace(0, max_rate, layers)[i]``.
-  """
-
-  def __init__(self, rate: float | Array, max_rate: float, *, rngs: nnx.Rngs):
-    super().__init__(max_rate, rngs=rngs)
-    self.layer_rate = DropRate(jnp.asarray(rate, jnp.float32))
-
-  def __call__(self, x: Array, mask_axes=(0,)) -> Array:
-    if self.rate == 0.0 or self.deterministic:
-      return x
-    return layers.drop_path(x, self.layer_rate[...], self.rngs.dropout(), mask_axes)
 
 
 class MultiheadAttention(nnx.Module):
@@ -305,30 +266,35 @@ class MultiheadAttention(nnx.Module):
     self.heads = heads
     self.impl = impl
     qkv = dict(kernel_init=_packed_xavier, rngs=rngs)
-    self.q_proj = _dense(width, width, ("embed", "heads"), cfg, **qkv)
-    self.k_proj = _dense(width, width, ("embed", "heads"), cfg, **qkv)
-    self.v_proj = _dense(width, width, ("embed", "heads"), cfg, **qkv)
-    self.out_proj = _dense(width, width, ("heads", "embed"), cfg, rngs=rngs,
-                           kernel_init=_zeros if zero_out else _torch_kernel)
+    self.q_proj = _dense(cfg, width, width, ("embed", "heads"), **qkv)
+    self.k_proj = _dense(cfg, width, width, ("embed", "heads"), **qkv)
+    self.v_proj = _dense(cfg, width, width, ("embed", "heads"), **qkv)
+    self.out_proj = _dense(cfg, width, width, ("heads", "embed"), rngs=rngs,
+                           kernel_init=_zeros if zero_out else layers.torch_kernel_init)
 
-  def __call__(self, x: Array, y: Array) -> Array:
-    """Queries from x [B, Lq, C] attend over y [B, Lk, C]."""
+  def __call__(self, x: Array, y: Array, *, weights: bool = False) -> Array | tuple[Array, Array]:
+    """Queries from x [B, Lq, C] attend over y [B, Lk, C].
+
+    ``weights=True`` also returns the softmax affinities [B, heads, Lq, Lk] (float32), computed
+    beside the unchanged ``jax.nn.dot_product_attention`` output.
+    """
     b, lq, c = x.shape
     split = lambda t: t.reshape(t.shape[0], t.shape[1], self.heads, c // self.heads)
     q, k, v = split(self.q_proj(x)), split(self.k_proj(y)), split(self.v_proj(y))
-    return self.out_proj(layers.attention(q, k, v, self.impl).reshape(b, lq, c))
+    out = self.out_proj(layers.attention(q, k, v, self.impl).reshape(b, lq, c))
+    return (out, layers.attention_weights(q, k)) if weights else out
 
 
 class Mlp(nnx.Module):
   """FFN: c_fc → QuickGELU → (Dropout, global blocks only) → c_proj."""
 
   def __init__(self, width: int, hidden: int, cfg: Config, *, rngs: nnx.Rngs,
-               dropout: float | None = None, fc_init: layers.Initializer = _torch_kernel,
+               dropout: float | None = None, fc_init: layers.Initializer = layers.torch_kernel_init,
                zero_proj: bool = False):
-    self.c_fc = _dense(width, hidden, ("embed", "mlp"), cfg, kernel_init=fc_init, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout is not None else None
-    self.c_proj = _dense(hidden, width, ("mlp", "embed"), cfg, rngs=rngs,
-                         kernel_init=_zeros if zero_proj else _torch_kernel)
+    self.c_fc = _dense(cfg, width, hidden, ("embed", "mlp"), kernel_init=fc_init, rngs=rngs)
+    self.dropout = layers.dropout(dropout, rngs) if dropout is not None else None
+    self.c_proj = _dense(cfg, hidden, width, ("mlp", "embed"), rngs=rngs,
+                         kernel_init=_zeros if zero_proj else layers.torch_kernel_init)
 
   def __call__(self, x: Array) -> Array:
     h = layers.quick_gelu(self.c_fc(x))
@@ -376,15 +342,15 @@ class ResidualAttentionBlock(nnx.Module):
     self.frames = cfg.frames_after_stem
     self.grid = cfg.grid
     c = cfg.width
-    self.drop_path = LayerDropPath(drop_rate, cfg.backbone_drop_path_rate, rngs=rngs)
+    self.drop_path = layers.LayerDropPath(drop_rate, cfg.backbone_drop_path_rate, rngs=rngs)
     self.lmhra1 = None if cfg.no_lmhra else LocalMHRA(c, cfg, rngs=rngs)
     self.lmhra2 = (LocalMHRA(c, cfg, rngs=rngs)
                    if not cfg.no_lmhra and cfg.double_lmhra else None)
     self.attn = MultiheadAttention(c, cfg.heads, cfg, zero_out=False, impl=cfg.attention_impl,
                                    rngs=rngs)
-    self.ln_1 = _ln(c, cfg, rngs)
+    self.ln_1 = layers.norm(cfg, c, rngs=rngs)
     self.mlp = Mlp(c, 4 * c, cfg, rngs=rngs)
-    self.ln_2 = _ln(c, cfg, rngs)
+    self.ln_2 = layers.norm(cfg, c, rngs=rngs)
 
   def _local(self, x: Array, lmhra: LocalMHRA) -> Array:
     bt, length, c = x.shape
@@ -418,27 +384,34 @@ class GlobalUniBlock(nnx.Module):
     self.drop_path = layers.DropPath(drop_rate, rngs=rngs)
     # Lq = 1 gains nothing from fused kernels: always XLA.
     self.attn = MultiheadAttention(c, cfg.n_head, cfg, zero_out=True, impl="xla", rngs=rngs)
-    self.ln_1 = _ln(c, cfg, rngs)
+    self.ln_1 = layers.norm(cfg, c, rngs=rngs)
     self.mlp = Mlp(c, round(cfg.mlp_factor * c), cfg, dropout=dropout, rngs=rngs,
                    fc_init=nnx.initializers.xavier_uniform(), zero_proj=True)
-    self.ln_2 = _ln(c, cfg, rngs)
-    self.ln_3 = _ln(c, cfg, rngs)
+    self.ln_2 = layers.norm(cfg, c, rngs=rngs)
+    self.ln_3 = layers.norm(cfg, c, rngs=rngs)
 
-  def __call__(self, q: Array, kv: Array) -> Array:
-    """q [B, Q, C] queries, kv [B, T'·L, C] contextual tokens (per-frame CLS included)."""
-    q = q + self.drop_path(self.attn(self.ln_1(q), self.ln_3(kv)), mask_axes=(1,))
+  def __call__(self, q: Array, kv: Array, *, capture: bool = False
+               ) -> Array | tuple[Array, Array]:
+    """q [B, Q, C] queries, kv [B, T'·L, C] contextual tokens (per-frame CLS included).
+
+    ``capture=True`` also returns the C_MHRA affinities softmax(q kᵀ/√d) [B, n_head, Q, T'·L].
+    """
+    a = self.attn(self.ln_1(q), self.ln_3(kv), weights=capture)
+    a, w = a if capture else (a, None)
+    q = q + self.drop_path(a, mask_axes=(1,))
     q = q + self.drop_path(self.mlp(self.ln_2(q)), mask_axes=(1,))
-    return layers.constrain(q, ("act_batch", None, "act_embed"))
+    q = layers.constrain(q, ("act_batch", None, "act_embed"))
+    return (q, w) if capture else q
 
 
 class Head(nnx.Module):
   """Official ``proj``: LayerNorm (proj.0) → Dropout(cls_dropout) (proj.1) → Linear (proj.2)."""
 
   def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
-    self.norm = _ln(cfg.width, cfg, rngs)
-    self.dropout = nnx.Dropout(cfg.cls_dropout, rngs=rngs)
-    self.fc = _dense(cfg.width, cfg.num_classes, ("embed", "classes"), cfg, rngs=rngs,
-                     bias_init=_uniform_bias(cfg.width), dtype=jnp.float32)
+    self.norm = layers.norm(cfg, cfg.width, rngs=rngs)
+    self.dropout = layers.dropout(cfg.cls_dropout, rngs)
+    self.fc = _dense(cfg, cfg.width, cfg.num_classes, ("embed", "classes"), rngs=rngs,
+                     bias_init=layers.torch_uniform(cfg.width), dtype=jnp.float32)
 
   def __call__(self, z: Array) -> Array:
     return self.fc(self.dropout(self.norm(z))).astype(jnp.float32)
@@ -452,17 +425,19 @@ class Transformer(nnx.Module):
     c, pdt = cfg.width, layers.dtype_from_name(cfg.param_dtype)
     q_init = _zeros if cfg.num_queries == 1 else nnx.initializers.normal(0.02)
     self.temporal_cls_token = _param(rngs, q_init, (1, cfg.num_queries, c),
-                                     (None, None, "embed"), pdt)
-    self.balance = None if cfg.frozen else _param(rngs, _zeros, (c,), ("embed",), pdt)
+                                     (None, None, "embed"), pdt) if cfg.n_layers else None
+    self.balance = (None if cfg.frozen or not cfg.n_layers
+                    else _param(rngs, _zeros, (c,), ("embed",), pdt))
 
     b_dpr = np.linspace(0.0, cfg.backbone_drop_path_rate, cfg.layers)
     if cfg.scan_layers:
-      @nnx.split_rngs(splits=cfg.layers)
       @nnx.vmap(in_axes=(0, 0), out_axes=0, transform_metadata={nnx.PARTITION_NAME: None})
       def stacked(rate, rngs):
         return ResidualAttentionBlock(cfg, rate, rngs=rngs)
 
-      self.resblocks = stacked(jnp.asarray(b_dpr, jnp.float32), rngs)
+      # One key per stream, split into `layers` keys (what `nnx.split_rngs` draws, without
+      # rewriting the caller's streams in place).
+      self.resblocks = stacked(jnp.asarray(b_dpr, jnp.float32), rngs.split(cfg.layers))
     else:
       self.resblocks = nnx.List(
           [ResidualAttentionBlock(cfg, float(r), rngs=rngs) for r in b_dpr])
@@ -475,7 +450,7 @@ class Transformer(nnx.Module):
                          for j in range(cfg.n_layers)])
     self.fusion_weight = (
         _param(rngs, nnx.initializers.constant(1.0 / cfg.n_layers), (cfg.n_layers, c),
-               (None, "embed"), pdt) if cfg.fusion == "parallel" else None)
+               (None, "embed"), pdt) if cfg.fusion == "parallel" and cfg.n_layers else None)
     self.proj = Head(cfg, rngs=rngs)
 
   def backbone(self, x: Array) -> tuple[Array, list[Array]]:
@@ -509,26 +484,37 @@ class Transformer(nnx.Module):
     # (b t) l c -> b (t l) c: [frame0: cls, p0, ...; frame1: cls, ...], the official order.
     return layers.constrain(f.reshape(bt // t, t * length, c), ("act_batch", "act_len", "act_embed"))
 
-  def fuse(self, feats: list[Array]) -> Array:
-    """Multi-stage fusion (Sec. 3.5) of the global blocks' video tokens into F [B, C]."""
+  def fuse(self, feats: list[Array], attention: list | None = None) -> Array:
+    """Multi-stage fusion (Sec. 3.5) of the global blocks' video tokens into F [B, C].
+
+    With a list ``attention``, each global block appends its C_MHRA affinities to it.
+    """
     cfg = self.cfg
     b = feats[0].shape[0] // cfg.frames_after_stem
     query = jnp.broadcast_to(self.temporal_cls_token[...],
                              (b, cfg.num_queries, cfg.width))
     mean_q = lambda t: jnp.mean(t, axis=1, keepdims=True)
+
+    def dec(j, q, kv):
+      if attention is None:
+        return self.dec[j](q, kv)
+      q, w = self.dec[j](q, kv, capture=True)
+      attention.append(w)
+      return q
+
     q, prev, tokens = query, None, []
     for j, f in enumerate(feats):
       kv = self.context(j, f)
       if cfg.fusion == "sequential":  # X_j = G_j(X_{j-1}, X_j^L)
-        q = self.dec[j](q, kv)
+        q = dec(j, q, kv)
       elif cfg.fusion == "parallel":  # X_j = G_j(q, X_j^L)
-        tokens.append(mean_q(self.dec[j](query, kv)))
+        tokens.append(mean_q(dec(j, query, kv)))
       elif cfg.fusion == "hierarchical_kv":  # X_j = G_j(q, [X_{j-1}, X_j^L])
         kv = kv if prev is None else jnp.concatenate([prev.astype(kv.dtype), kv], axis=1)
-        prev = mean_q(self.dec[j](query, kv))
+        prev = mean_q(dec(j, query, kv))
       else:  # hierarchical_q: X_j = mean of G_j([X_{j-1}, q], X_j^L) over the query tokens
         qj = query if prev is None else jnp.concatenate([prev.astype(query.dtype), query], axis=1)
-        prev = mean_q(self.dec[j](qj, kv))
+        prev = mean_q(dec(j, qj, kv))
     if cfg.fusion == "sequential":
       return jnp.mean(q, axis=1)
     if cfg.fusion == "parallel":
@@ -536,18 +522,33 @@ class Transformer(nnx.Module):
       return sum(w[j] * tok[:, 0] for j, tok in enumerate(tokens))
     return prev[:, 0]
 
-  def __call__(self, x: Array) -> Array:
-    """x [B·T', L, C] (b-major) → logits [B, num_classes] (float32)."""
+  def __call__(self, x: Array, *, capture: bool = False, token_delta: Array | None = None
+               ) -> Array | tuple[Array, dict[str, Any]]:
+    """x [B·T', L, C] (b-major) → logits [B, num_classes] (float32); see :meth:`Model.__call__`."""
     cfg = self.cfg
     x, feats = self.backbone(x)
-    f = self.fuse(feats).astype(jnp.float32)
-    if cfg.frozen:
-      return self.proj(f)
-    w = jax.nn.sigmoid(self.balance[...].astype(jnp.float32))
+    if token_delta is not None or capture:
+      bt, length, c = x.shape
+      t = cfg.frames_after_stem
+      if token_delta is not None:  # + δ on the last block's patch tokens, wherever they are read
+        delta = token_delta.reshape(bt, length - 1, c).astype(x.dtype)
+        x = jnp.concatenate([x[:, :1], x[:, 1:] + delta], axis=1)
+        feats = [x if i == cfg.layers - 1 else f for i, f in zip(cfg.return_list, feats)]
+      tokens = x[:, 1:].reshape(bt // t, t, cfg.grid, cfg.grid, c)  # (b t) (h w) c -> b t h w c
+    attention = [] if capture else None
     bt, _, c = x.shape
     cls = jnp.mean(x[:, 0].reshape(bt // cfg.frames_after_stem, cfg.frames_after_stem, c),
                    axis=1).astype(jnp.float32)  # F^C = mean_t of the last block's CLS_t
-    return self.proj((1.0 - w) * f + w * cls)
+    if not cfg.n_layers:  # no global blocks (ablation): the per-frame CLIP head on F^C alone
+      logits = self.proj(cls)
+      return (logits, dict(tokens=tokens, attention=())) if capture else logits
+    f = self.fuse(feats, attention).astype(jnp.float32)
+    if cfg.frozen:
+      logits = self.proj(f)
+    else:
+      w = jax.nn.sigmoid(self.balance[...].astype(jnp.float32))
+      logits = self.proj((1.0 - w) * f + w * cls)
+    return (logits, dict(tokens=tokens, attention=tuple(attention))) if capture else logits
 
 
 class Model(nnx.Module):
@@ -564,16 +565,37 @@ class Model(nnx.Module):
     emb = nnx.initializers.normal(c ** -0.5)
     self.class_embedding = _param(rngs, emb, (c,), ("embed",), pdt)
     self.positional_embedding = _param(rngs, emb, (cfg.grid ** 2 + 1, c), (None, "embed"), pdt)
-    self.ln_pre = _ln(c, cfg, rngs)
+    self.ln_pre = layers.norm(cfg, c, rngs=rngs)
     self.transformer = Transformer(cfg, rngs=rngs)
 
-  def __call__(self, x: Array) -> Array:
+  def token_shape(self, batch: int) -> tuple[int, ...]:
+    """Shape of the last block's patch tokens (``capture`` / ``token_delta``): [B, T', h, w, C]."""
+    cfg = self.cfg
+    return (batch, cfg.frames_after_stem, cfg.grid, cfg.grid, cfg.width)
+
+  def __call__(self, x: Array, *, capture: bool = False, token_delta: Array | None = None
+               ) -> Array | tuple[Array, dict[str, Any]]:
+    """Clips [B, T, H, W, 3] → logits [B, num_classes] (float32).
+
+    ``capture=True`` returns ``(logits, captured)`` with the same logits and
+    ``captured['tokens']``: the last backbone block's patch tokens [B, T', h, w, C], and
+    ``captured['attention']``: per global block (``dec[j]``), the query-to-token affinities of
+    C_MHRA (Eq. 11-13), softmax(q kᵀ/√d) [B, n_head, Q, T'·(1+hw)] in float32 (key order: frame
+    by frame, CLS then patches, as the context tokens; ``hierarchical_kv`` prepends the previous
+    video token). ``token_delta`` [B, T', h, w, C] is added to those patch tokens before any
+    later layer reads them: with zeros it changes nothing, and ``jax.grad`` with respect to it is
+    the gradient of the output with respect to the tokens (a Grad-CAM through the real head).
+    Both are static switches: off, the computation is exactly the plain forward.
+    """
     cfg = self.cfg
     s = cfg.image_size
     if x.ndim != 5 or tuple(x.shape[1:]) != (cfg.num_frames, s, s, 3):
       raise ValueError(
           f"UniFormerV2 expects clips [B, {cfg.num_frames}, {s}, {s}, 3] (model.num_frames, "
           f"model.image_size); got {tuple(x.shape)}")
+    if token_delta is not None and tuple(token_delta.shape) != self.token_shape(x.shape[0]):
+      raise ValueError(f"token_delta must have shape {self.token_shape(x.shape[0])} "
+                       f"[B, T', h, w, C]; got {tuple(token_delta.shape)}")
     dtype = layers.dtype_from_name(cfg.dtype)
     x = self.conv1(x)  # [B, T', h, w, C]
     b, t, h, w, c = x.shape
@@ -582,4 +604,5 @@ class Model(nnx.Module):
     x = jnp.concatenate([cls, x.astype(dtype)], axis=1)
     x = x + self.positional_embedding[...].astype(dtype)  # spatial only, shared by all frames
     x = self.ln_pre(x).astype(dtype)
-    return self.transformer(layers.constrain(x, ("act_batch", "act_len", "act_embed")))
+    return self.transformer(layers.constrain(x, ("act_batch", "act_len", "act_embed")),
+                            capture=capture, token_delta=token_delta)

@@ -84,6 +84,7 @@ class Config:
   modulator_fusion: str = "multiply"
   dtype: str = "float32"
   param_dtype: str = "float32"
+  depthwise_impl: str = "conv"  # "shift": layers.depthwise_shift (fast on CPU) for focal convs
   remat_policy: str = "none"
   scan_layers: bool = False
 
@@ -154,73 +155,28 @@ def _validate(c: Config) -> None:
       layers.dtype_from_name(getattr(c, name))
     except ValueError as e:
       raise ValueError(f"model.{name}: {e}") from None
+  if c.depthwise_impl not in layers.DEPTHWISE_IMPLS:
+    bad("depthwise_impl", c.depthwise_impl, f"expected one of {list(layers.DEPTHWISE_IMPLS)}")
   layers.remat_policy(c.remat_policy)
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
-  """Builds a :class:`Config` from ``config.model`` (minus ``name``); rejects unknown keys."""
-  d = dict(d)
-  d.pop("name", None)
-  valid = [f.name for f in dataclasses.fields(Config)]
-  unknown = sorted(set(d) - set(valid))
-  if unknown:
-    raise ValueError(f"model.{unknown[0]}: unknown Video-FocalNet field(s) {unknown}; valid "
-                     f"fields: {valid}")
-  for k in ("depths", "focal_levels", "focal_windows"):
-    if d.get(k) is not None:
-      d[k] = tuple(d[k])
-  return Config(**d)
+  """Builds a :class:`Config` from ``config.model`` (``name`` ignored); rejects unknown keys."""
+  return layers.config_from_dict(Config, d, "Video-FocalNet")
 
 
 # ----------------------------------------------------------------------------- initialisers
 
-def _torch_uniform(fan_in: int) -> nnx.initializers.Initializer:
-  """PyTorch default conv init U(+-1/sqrt(fan_in)) (kaiming_uniform(a=sqrt 5) == this bound)."""
-  bound = 1.0 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound,
-                                                                  bound)
-
 # Official _init_weights: timm trunc_normal_(std=.02) truncates at +-2 *absolute* (100 sigma), so
-# it is N(0, 0.02^2) in practice; flax's truncated_normal would cut at 2 sigma instead.
+# it is N(0, 0.02^2) in practice; flax's truncated_normal would cut at 2 sigma instead. Biases 0;
+# convolutions keep PyTorch's default U(+-1/sqrt(fan_in)) (the ``layers.conv`` default).
 _TRUNC = nnx.initializers.normal(stddev=0.02)
 
 
-def _dense(cfg: Config, din: int, dout: int, names, rngs: nnx.Rngs, dtype=None) -> nnx.Linear:
-  return layers.linear(din, dout, names, rngs=rngs, kernel_init=_TRUNC,
-                       dtype=layers.dtype_from_name(cfg.dtype) if dtype is None else dtype,
-                       param_dtype=layers.dtype_from_name(cfg.param_dtype))
-
-
-def _conv(cfg: Config, din: int, dout: int, kernel: Sequence[int], names, rngs: nnx.Rngs, *,
-          strides=1, padding="SAME", groups: int = 1, use_bias: bool = True) -> nnx.Conv:
-  fan_in = din // groups * math.prod(kernel)
-  return nnx.Conv(
-      din, dout, tuple(kernel), strides=strides, padding=padding, feature_group_count=groups,
-      use_bias=use_bias, dtype=layers.dtype_from_name(cfg.dtype),
-      param_dtype=layers.dtype_from_name(cfg.param_dtype),
-      kernel_init=layers.partitioned(_torch_uniform(fan_in), names),
-      bias_init=layers.partitioned(_torch_uniform(fan_in), names[-1:]), rngs=rngs)
-
-
-def _ln(cfg: Config, dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
-  return layers.layer_norm(dim, rngs=rngs, param_dtype=layers.dtype_from_name(cfg.param_dtype))
-
-
-def _dropout(x: Array, rate: float, key: Array | None) -> Array:
-  """Element-wise dropout (``drop_rate``; 0 as released); identity when ``key`` is None."""
-  if rate == 0.0 or key is None:
-    return x
-  keep = 1.0 - rate
-  return jnp.where(jax.random.bernoulli(key, keep, x.shape), x / keep, 0).astype(x.dtype)
-
-
-def drop_path(x: Array, rate: Array | float, key: Array | None) -> Array:
-  """timm DropPath on ``[B*T, ...]``: one coin per row, i.e. per frame (as released), 1/keep.
-
-  Unlike ``layers.DropPath`` (static rate, own RNG stream) rate and key are per-layer *inputs*,
-  so a scanned stage and the Python loop draw identical masks.
-  """
-  return x if key is None else layers.drop_path(x, rate, key, mask_axes=(0,))
+def _dense(cfg: Config, din: int, dout: int, names, *, rngs: nnx.Rngs,
+           dtype: Any = None) -> nnx.Linear:
+  """``layers.dense`` with the official Linear init (N(0, 0.02^2), bias 0)."""
+  return layers.dense(cfg, din, dout, names, rngs=rngs, kernel_init=_TRUNC, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- modulation
@@ -262,6 +218,22 @@ def _aggregate(ctx: Array, gates: Array, focal_layers, mean_axes: tuple[int, ...
   return out
 
 
+def _depthwise_2d(cfg: Config, dim: int, kernels: Sequence[int], rngs: nnx.Rngs) -> nnx.List:
+  """focal_layers: one depthwise k_l x k_l conv per level (no bias)."""
+  return nnx.List([
+      layers.conv(cfg, dim, dim, (k, k), ("conv_spatial", "conv_spatial", None, "conv_out"),
+                  rngs=rngs, padding="SAME", groups=dim, use_bias=False) for k in kernels])
+
+
+def _temporal_convs(cfg: Config, dim: int, kernels: Sequence[int], rngs: nnx.Rngs, *,
+                    depthwise: bool) -> nnx.List:
+  """focal_layers_temporal: one Conv1d over T per level (dense as released, or depthwise)."""
+  names = ("conv_temporal", None if depthwise else "conv_in", "conv_out")
+  return nnx.List([
+      layers.conv(cfg, dim, dim, (k,), names, rngs=rngs, padding="SAME",
+                  groups=dim if depthwise else 1, use_bias=False) for k in kernels])
+
+
 class FocalModulation(nnx.Module):
   """Image focal modulation (FocalNet Eq. 1): ``proj(q * h(sum_l g_l z_l))`` per frame.
 
@@ -272,18 +244,16 @@ class FocalModulation(nnx.Module):
   def __init__(self, cfg: Config, dim: int, level: int, kernels: Sequence[int], *,
                factorized_3d: bool = False, rngs: nnx.Rngs):
     self.level, self.normalize = level, cfg.normalize_modulator
-    self.f = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs)
-    self.h = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
-    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
-    self.focal_layers = nnx.List([
-        _conv(cfg, dim, dim, (k, k), ("conv_spatial", "conv_spatial", None, "conv_out"), rngs,
-              groups=dim, use_bias=False) for k in kernels])
-    self.focal_layers_temporal = nnx.List([
-        _conv(cfg, dim, dim, (k,), ("conv_temporal", "conv_in", "conv_out"), rngs,
-              use_bias=False) for k in kernels]) if factorized_3d else None
-    self.ln = _ln(cfg, dim, rngs) if cfg.use_postln_in_modulation else None
+    self.f = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
+    self.h = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
+    self.focal_layers_temporal = (_temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
+                                  if factorized_3d else None)
+    self.ln = layers.norm(cfg, dim, rngs=rngs) if cfg.use_postln_in_modulation else None
 
-  def __call__(self, x: Array, num_frames: int) -> Array:
+  def __call__(self, x: Array, num_frames: int, capture: bool = False):
+    """[B*T, H, W, C] -> same; ``capture`` also returns ``{'spatial': h(ctx_s)}``."""
     c = x.shape[-1]
     y = self.f(x)
     q, ctx, gates = y[..., :c], y[..., c:2 * c], y[..., 2 * c:]
@@ -296,7 +266,8 @@ class FocalModulation(nnx.Module):
     out = q * m_s
     if self.ln is not None:
       out = self.ln(out).astype(q.dtype)
-    return self.proj(out)
+    out = self.proj(out)
+    return (out, {"spatial": m_s}) if capture else out
 
 
 class SpatioTemporalFocalModulation(nnx.Module):
@@ -311,22 +282,20 @@ class SpatioTemporalFocalModulation(nnx.Module):
                rngs: nnx.Rngs):
     self.level, self.normalize, self.fusion_kind = level, cfg.normalize_modulator, \
         cfg.modulator_fusion
-    self.f = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs)
-    self.h = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
-    self.focal_layers = nnx.List([
-        _conv(cfg, dim, dim, (k, k), ("conv_spatial", "conv_spatial", None, "conv_out"), rngs,
-              groups=dim, use_bias=False) for k in kernels])
-    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
-    self.f_temporal = _dense(cfg, dim, dim + level + 1, ("embed", "focal_proj"), rngs)
-    self.h_temporal = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
-    self.focal_layers_temporal = nnx.List([
-        _conv(cfg, dim, dim, (k,), ("conv_temporal", "conv_in", "conv_out"), rngs,
-              use_bias=False) for k in kernels])
-    self.ln = _ln(cfg, dim, rngs) if cfg.use_postln_in_modulation else None
-    self.fusion = (_dense(cfg, 2 * dim, dim, ("mlp", "embed"), rngs)
+    self.f = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
+    self.h = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
+    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.f_temporal = _dense(cfg, dim, dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
+    self.h_temporal = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
+    self.ln = layers.norm(cfg, dim, rngs=rngs) if cfg.use_postln_in_modulation else None
+    self.fusion = (_dense(cfg, 2 * dim, dim, ("mlp", "embed"), rngs=rngs)
                    if cfg.modulator_fusion == "projection" else None)
 
-  def __call__(self, x: Array, num_frames: int) -> Array:
+  def __call__(self, x: Array, num_frames: int, capture: bool = False):
+    """[B*T, H, W, C] -> same; ``capture`` also returns ``{'spatial': h(ctx_s), 'temporal':
+    h_temporal(ctx_t)}`` (Eq. 8-9), both [B*T, H, W, C]."""
     c = x.shape[-1]
     # Temporal branch on [B*H*W, T, .] (b-major regrouping of the (b t) batch).
     yt = self.f_temporal(_to_time_major(x, num_frames))
@@ -345,7 +314,8 @@ class SpatioTemporalFocalModulation(nnx.Module):
       out = q * self.fusion(jnp.concatenate([m_s, m_t], axis=-1))
     if self.ln is not None:
       out = self.ln(out).astype(q.dtype)
-    return self.proj(out)
+    out = self.proj(out)
+    return (out, {"spatial": m_s, "temporal": m_t}) if capture else out
 
 
 class TemporalFocalModulation(nnx.Module):
@@ -357,44 +327,58 @@ class TemporalFocalModulation(nnx.Module):
   def __init__(self, cfg: Config, dim: int, level: int, kernels: Sequence[int], *,
                rngs: nnx.Rngs):
     self.normalize = cfg.normalize_modulator
-    self.f_temporal = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs)
-    self.h_temporal = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
-    self.focal_layers_temporal = nnx.List([
-        _conv(cfg, dim, dim, (k,), ("conv_temporal", None, "conv_out"), rngs, groups=dim,
-              use_bias=False) for k in kernels])
-    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs)
+    self.f_temporal = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
+    self.h_temporal = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=True)
+    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
 
-  def __call__(self, x: Array, num_frames: int) -> Array:
+  def __call__(self, x: Array, num_frames: int, capture: bool = False):
+    """[B*T, H, W, C] -> same; ``capture`` also returns ``{'temporal': h_temporal(ctx_t)}``."""
     c = x.shape[-1]
     y = self.f_temporal(_to_time_major(x, num_frames))
     q, ctx, gates = y[..., :c], y[..., c:2 * c], y[..., 2 * c:]
     m_t = self.h_temporal(_aggregate(ctx, gates, self.focal_layers_temporal, (1,),
                                      self.normalize))
-    return _from_time_major(self.proj(q * m_t), x.shape)
+    out = _from_time_major(self.proj(q * m_t), x.shape)
+    return (out, {"temporal": _from_time_major(m_t, x.shape)}) if capture else out
 
 
 # ----------------------------------------------------------------------------- blocks
 
+def _maybe_dropout(rate: float) -> nnx.Dropout | None:
+  """An unseeded ``drop_rate`` dropout (seeded by :class:`Model`), or None at rate 0."""
+  return layers.dropout(rate, None) if rate > 0 else None
+
+
+def _apply(layer, x: Array) -> Array:
+  return x if layer is None else layer(x)
+
+
 class Mlp(nnx.Module):
-  """fc1 C->rC, exact GELU, fc2 rC->C (dropout ``drop_rate`` after each, 0 as released)."""
+  """fc1 C->rC, exact GELU, fc2 rC->C (one ``drop``out after each, ``drop_rate``, 0 as released)."""
 
   def __init__(self, cfg: Config, dim: int, hidden: int, *, rngs: nnx.Rngs):
-    self.fc1 = _dense(cfg, dim, hidden, ("embed", "mlp"), rngs)
-    self.fc2 = _dense(cfg, hidden, dim, ("mlp", "embed"), rngs)
+    self.fc1 = _dense(cfg, dim, hidden, ("embed", "mlp"), rngs=rngs)
+    self.fc2 = _dense(cfg, hidden, dim, ("mlp", "embed"), rngs=rngs)
+    self.drop = _maybe_dropout(cfg.drop_rate)
 
-  def __call__(self, x: Array, rate: float, key: Array | None) -> Array:
-    k1, k2 = jax.random.split(key) if key is not None else (None, None)
-    x = _dropout(layers.gelu(self.fc1(x)), rate, k1)
-    return _dropout(self.fc2(x), rate, k2)
+  def __call__(self, x: Array) -> Array:
+    x = _apply(self.drop, layers.gelu(self.fc1(x)))
+    return _apply(self.drop, self.fc2(x))
 
 
 class Block(nnx.Module):
-  """Pre-LN Video-FocalNet block: ``x + dp(g1 * mod(LN(x)))``, ``x + dp(g2 * mlp(LN(x)))``."""
+  """Pre-LN Video-FocalNet block: ``x + dp(g1 * mod(LN(x)))``, ``x + dp(g2 * mlp(LN(x)))``.
 
-  def __init__(self, cfg: Config, dim: int, level: int, kernels: Sequence[int], kind: str, *,
-               rngs: nnx.Rngs):
-    self.use_postln, self.drop_rate = cfg.use_postln, cfg.drop_rate
-    self.norm1 = _ln(cfg, dim, rngs)
+  ``drop_path`` drops whole frames (one coin per row of [B*T, ...], as released) at this
+  block's rate ``drop_rate`` (data, so a scanned stage keeps one rate per block); ``proj_drop``
+  follows the modulation (``drop_rate``; 0 as released).
+  """
+
+  def __init__(self, cfg: Config, dim: int, level: int, kernels: Sequence[int], kind: str,
+               drop_rate: float | Array, *, rngs: nnx.Rngs):
+    self.use_postln = cfg.use_postln
+    self.norm1 = layers.norm(cfg, dim, rngs=rngs)
     if kind == "spatio_temporal":
       self.modulation = SpatioTemporalFocalModulation(cfg, dim, level, kernels, rngs=rngs)
     elif kind == "temporal":
@@ -403,11 +387,11 @@ class Block(nnx.Module):
       self.modulation = FocalModulation(cfg, dim, level, kernels,
                                         factorized_3d=kind == "factorized_3d", rngs=rngs)
     if kind == "divided":
-      self.norm_temporal = _ln(cfg, dim, rngs)
+      self.norm_temporal = layers.norm(cfg, dim, rngs=rngs)
       self.modulation_temporal = TemporalFocalModulation(cfg, dim, level, kernels, rngs=rngs)
     else:
       self.norm_temporal = self.modulation_temporal = None
-    self.norm2 = _ln(cfg, dim, rngs)
+    self.norm2 = layers.norm(cfg, dim, rngs=rngs)
     self.mlp = Mlp(cfg, dim, int(dim * cfg.mlp_ratio), rngs=rngs)
     if cfg.use_layerscale:
       pdt = layers.dtype_from_name(cfg.param_dtype)
@@ -418,33 +402,36 @@ class Block(nnx.Module):
                              if kind == "divided" else None)
     else:
       self.gamma_1 = self.gamma_2 = self.gamma_temporal = None
+    self.drop_path = layers.LayerDropPath(drop_rate, cfg.drop_path_rate)
+    self.proj_drop = _maybe_dropout(cfg.drop_rate)
 
   def _scale(self, gamma, y: Array) -> Array:
     return y if gamma is None else gamma[...].astype(y.dtype) * y
 
-  def _residual(self, norm, mod, x, num_frames, rate, key, gamma):
-    k_dp, k_drop = jax.random.split(key) if key is not None else (None, None)
-    y = mod(x if self.use_postln else norm(x), num_frames)
-    y = _dropout(y, self.drop_rate, k_drop)  # proj_drop
+  def _residual(self, norm, mod, x, num_frames, gamma, captured):
+    y = mod(x if self.use_postln else norm(x), num_frames, captured is not None)
+    if captured is not None:
+      y, maps = y
+      captured.update(maps)
+    y = _apply(self.proj_drop, y)
     if self.use_postln:
       y = norm(y)
-    return x + drop_path(self._scale(gamma, y), rate, k_dp)
+    return x + self.drop_path(self._scale(gamma, y))
 
-  def __call__(self, x: Array, num_frames: int, rate: Array | float,
-               key: Array | None) -> Array:
-    """``x``: [B*T, H, W, C]; ``rate``: drop-path rate; ``key``: None in eval mode."""
-    keys = list(jax.random.split(key, 4)) if key is not None else [None] * 4
+  def __call__(self, x: Array, num_frames: int, capture: bool = False):
+    """``x``: [B*T, H, W, C] -> same; ``capture`` also returns this block's modulators."""
+    captured = {} if capture else None
     x = layers.constrain(x, _ACT)
     if self.modulation_temporal is not None:
-      x = self._residual(self.norm_temporal, self.modulation_temporal, x, num_frames, rate,
-                         keys[0], self.gamma_temporal)
-    x = self._residual(self.norm1, self.modulation, x, num_frames, rate, keys[1], self.gamma_1)
-    k_dp, k_mlp = jax.random.split(keys[2]) if key is not None else (None, None)
-    y = self.mlp(x if self.use_postln else self.norm2(x), self.drop_rate, k_mlp)
+      x = self._residual(self.norm_temporal, self.modulation_temporal, x, num_frames,
+                         self.gamma_temporal, captured)
+    x = self._residual(self.norm1, self.modulation, x, num_frames, self.gamma_1, captured)
+    y = self.mlp(x if self.use_postln else self.norm2(x))
     if self.use_postln:
       y = self.norm2(y)
-    x = x + drop_path(self._scale(self.gamma_2, y), rate, k_dp)
-    return layers.constrain(x, _ACT)
+    x = x + self.drop_path(self._scale(self.gamma_2, y))
+    x = layers.constrain(x, _ACT)
+    return (x, captured) if capture else x
 
 
 class PatchEmbed(nnx.Module):
@@ -464,69 +451,73 @@ class PatchEmbed(nnx.Module):
       ts = cfg.tubelet_size
       kernel, strides, padding = (ts,) + kernel, (ts,) + strides, ((0, 0),) + padding
       names = ("conv_temporal",) + names
-    self.proj = _conv(cfg, din, dout, kernel, names, rngs, strides=strides, padding=padding)
-    self.norm = _ln(cfg, dout, rngs)
+    self.proj = layers.conv(cfg, din, dout, kernel, names, rngs=rngs, strides=strides,
+                            padding=padding)
+    self.norm = layers.norm(cfg, dout, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
     return self.norm(self.proj(x))
 
 
 class BasicLayer(nnx.Module):
-  """One stage: ``depth`` blocks (a Python loop, or ``jax.lax.scan`` over stacked params) and
-  an optional downsample at the end (official ``layers.{i}.downsample``, stages 0-2)."""
+  """One stage: ``depth`` blocks (a Python loop, or ``nnx.scan`` over blocks stacked by
+  ``nnx.vmap``) and an optional downsample at the end (official ``layers.{i}.downsample``,
+  stages 0-2)."""
 
   def __init__(self, cfg: Config, dim: int, depth: int, level: int, kernels: Sequence[int],
                kind: str, drop_path_rates: Sequence[float], out_dim: int | None, *,
                rngs: nnx.Rngs):
-    self.drop_path_rates = tuple(float(r) for r in drop_path_rates)
     self.scan, self.remat_policy = cfg.scan_layers, cfg.remat_policy
-    make = lambda r: Block(cfg, dim, level, kernels, kind, rngs=r)
+    make = lambda rate, r: Block(cfg, dim, level, kernels, kind, rate, rngs=r)
     if cfg.scan_layers:
-      @nnx.split_rngs(splits=depth)
-      @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: None})
-      def stacked(r: nnx.Rngs) -> Block:
-        return make(r)
-      self.blocks = stacked(rngs)
+      @nnx.vmap(in_axes=(0, 0), out_axes=0, transform_metadata={nnx.PARTITION_NAME: None})
+      def stacked(rate: Array, r: nnx.Rngs) -> Block:
+        return make(rate, r)
+      # One key per stream split into `depth` keys (what `nnx.split_rngs` draws).
+      self.blocks = stacked(jnp.asarray(drop_path_rates, jnp.float32), rngs.split(depth))
     else:
-      self.blocks = nnx.List([make(rngs) for _ in range(depth)])
+      self.blocks = nnx.List([make(float(r), rngs) for r in drop_path_rates])
     self.downsample = (PatchEmbed(cfg, dim, out_dim, is_stem=False, rngs=rngs)
                        if out_dim is not None else None)
 
-  def __call__(self, x: Array, num_frames: int, key: Array | None) -> Array:
-    depth = len(self.drop_path_rates)
-    keys = jax.random.split(key, depth) if key is not None else None
-    run = layers.maybe_remat(lambda blk, x, rate, k: blk(x, num_frames, rate, k),
-                             self.remat_policy)
+  def __call__(self, x: Array, num_frames: int, capture: bool = False):
+    """[B*T, H, W, C] -> stage output; ``capture`` also returns the last block's modulators."""
+    run = layers.maybe_remat(lambda blk, x: blk(x, num_frames, capture), self.remat_policy)
+    captured = None
     if self.scan:
-      graphdef, state = nnx.split(self.blocks)
+      @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+      def body(x, blk):
+        return run(blk, x) if capture else (run(blk, x), None)
 
-      def body(x, inputs):
-        st, rate, k = inputs
-        return run(nnx.merge(graphdef, st), x, rate, k), None
-
-      rates = jnp.asarray(self.drop_path_rates, jnp.float32)
-      x, _ = jax.lax.scan(body, x, (state, rates, keys))
+      x, per_block = body(x, self.blocks)
+      if capture:
+        captured = jax.tree.map(lambda a: a[-1], per_block)
     else:
-      for j, blk in enumerate(self.blocks):
-        x = run(blk, x, jnp.float32(self.drop_path_rates[j]), None if keys is None else keys[j])
+      for blk in self.blocks:
+        x = run(blk, x)
+        if capture:
+          x, captured = x
     if self.downsample is not None:
       x = self.downsample(x)
-    return x
+    return (x, captured) if capture else x
 
 
 class Model(nnx.Module):
   """Video-FocalNet: ``[B, T, H, W, 3]`` (normalised RGB) -> logits ``[B, num_classes]``.
 
-  ``model.train()`` / ``model.eval()`` switch drop-path and dropout (keys from the ``dropout``
-  stream, else ``default``, of the ``rngs`` given at construction).
+  ``model.train()`` / ``model.eval()`` switch drop-path and dropout. Their randomness lives in
+  ``dropout``-tagged streams held by the layers (``drop_path``, ``proj_drop``, ``mlp.drop``,
+  ``pos_drop``); all of them are seeded from one key of the ``dropout`` (else ``default``)
+  stream of ``rngs``, drawn after every weight, so the weights of a seed do not depend on the
+  drop rates. ``nnx.reseed(model, dropout=key, policy='match_shape')`` re-keys them.
   """
 
   def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.deterministic = False
     self.tubelet_size = cfg.tubelet_size
     dims = cfg.dims
     self.patch_embed = PatchEmbed(cfg, 3, dims[0], is_stem=True, rngs=rngs)
+    self.pos_drop = _maybe_dropout(cfg.drop_rate)
     kind = {"spatio_temporal": "spatio_temporal", "spatial_only": "spatial",
             "factorized_3d": "factorized_3d", "factorized_encoder": "spatial",
             "divided": "divided"}[cfg.design]
@@ -543,19 +534,18 @@ class Model(nnx.Module):
         cfg, dims[-1], cfg.depths[-1], cfg.focal_levels[-1], cfg.kernel_sizes[-1], "temporal",
         [cfg.drop_path_rate] * cfg.depths[-1], None, rngs=rngs)
                              if cfg.design == "factorized_encoder" else None)
-    self.norm = _ln(cfg, dims[-1], rngs)
-    self.head = _dense(cfg, dims[-1], cfg.num_classes, ("embed", "classes"), rngs,
+    self.norm = layers.norm(cfg, dims[-1], rngs=rngs)
+    self.head = _dense(cfg, dims[-1], cfg.num_classes, ("embed", "classes"), rngs=rngs,
                        dtype=jnp.float32)
-    needs_rng = cfg.drop_path_rate > 0 or cfg.drop_rate > 0
-    self.rngs = rngs.fork() if needs_rng else None
+    if cfg.drop_path_rate > 0 or cfg.drop_rate > 0:
+      nnx.reseed(self, dropout=rngs.dropout(), policy="match_shape")
 
-  def features(self, video: Array) -> Array:
-    """``[B, T, H, W, 3]`` -> per-frame pooled features ``[B, T', C]`` (T' = T / tubelet)."""
+  def features(self, video: Array, capture: bool = False):
+    """``[B, T, H, W, 3]`` -> per-frame pooled features ``[B, T', C]`` (T' = T / tubelet).
+
+    ``capture=True`` also returns the modulators (see :meth:`__call__`).
+    """
     b, t = video.shape[:2]
-    train = not self.deterministic and self.rngs is not None
-    key = self.rngs.dropout() if train else None
-    keys = list(jax.random.split(key, len(self.layers) + 2)) if train else [None] * (
-        len(self.layers) + 2)
     dtype = layers.dtype_from_name(self.cfg.dtype)
     video = video.astype(dtype)
     if self.tubelet_size > 1:  # Conv3d stem on [B, T, H, W, 3], then merge (b t')
@@ -564,13 +554,29 @@ class Model(nnx.Module):
       x = x.reshape((b * t,) + x.shape[2:])
     else:  # merge (b t): per-frame 2-D network
       x = self.patch_embed(video.reshape((b * t,) + video.shape[2:]))
-    x = _dropout(x, self.cfg.drop_rate, keys[-1])  # pos_drop
-    for i, stage in enumerate(self.layers):
-      x = stage(x, t, keys[i])
+    x = _apply(self.pos_drop, x)
+    captured = {}
+    stages = [(f"layers.{i}", stage) for i, stage in enumerate(self.layers)]
     if self.temporal_encoder is not None:
-      x = self.temporal_encoder(x, t, keys[-2])
+      stages.append(("temporal_encoder", self.temporal_encoder))
+    for name, stage in stages:
+      x = stage(x, t, capture)
+      if capture:  # [B*T', H, W, C] -> [B, T', H, W, C]
+        x, maps = x
+        captured[name] = {k: m.reshape((b, t) + m.shape[1:]) for k, m in maps.items()}
     x = self.norm(x).mean(axis=(1, 2))  # LN per token, then mean over tokens (fp32)
-    return x.reshape(b, t, -1)
+    x = x.reshape(b, t, -1)
+    return (x, captured) if capture else x
 
-  def __call__(self, video: Array) -> Array:
-    return self.head(self.features(video).mean(axis=1))  # mean over T, then the linear head
+  def __call__(self, video: Array, *, capture: bool = False):
+    """Logits ``[B, num_classes]`` (float32): features averaged over T, then the linear head.
+
+    ``capture=True`` returns ``(logits, captured)`` with the same logits and, per stage
+    (``'layers.0'``, ..., and ``'temporal_encoder'`` for design (c)), the modulators of its
+    last block: ``'spatial'`` = h(ctx_s) and/or ``'temporal'`` = h_temporal(ctx_t) (Eq. 8-9),
+    each ``[B, T', H_s, W_s, C_s]``. A static switch: off, the forward is unchanged.
+    """
+    out = self.features(video, capture)
+    feats, captured = out if capture else (out, None)
+    logits = self.head(feats.mean(axis=1))
+    return (logits, captured) if capture else logits

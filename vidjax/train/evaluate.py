@@ -10,6 +10,11 @@ gathered once at the end; padding (``valid=False``) and videos that could not be
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,11 +22,76 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.experimental import multihost_utils
 
+from vidjax import models
 from vidjax.data import pipeline
+from vidjax.models import layers
+from vidjax.train import mesh as mesh_lib
+from vidjax.train import step as step_lib
 
 RESULT_KEYS = ("label", "valid", "index", "failed")
+
+
+@dataclasses.dataclass
+class Evaluator:
+  """What evaluating ``config.model`` on a mesh needs: static model, shardings, jitted step."""
+  config: Any
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  model: step_lib.Model
+  abstract_weights: tuple
+  weight_shardings: tuple
+  batch_sharding: Any
+  eval_step: Callable
+
+
+def jit_eval_step(model: step_lib.Model, data_cfg: Any, compute_dtype: Any,
+                  weight_shardings: tuple, batch_sharding: Any) -> Callable:
+  return jax.jit(step_lib.make_eval_step(model, data_cfg, compute_dtype),
+                 in_shardings=(weight_shardings, batch_sharding))
+
+
+def eval_batch_size(config: Any, mesh: jax.sharding.Mesh) -> int:
+  """``data.eval_batch_size`` (global videos), checked against the mesh; -1 = one per device."""
+  n = mesh_lib.batch_devices(mesh)
+  b = int(config.data.eval_batch_size)
+  if b <= 0:
+    return n
+  if b % n:
+    raise ValueError(f"data.eval_batch_size={b} is not divisible by the {n} batch devices "
+                     f"(mesh axes {mesh_lib.batch_axes(mesh)}); use a multiple, or -1")
+  return b
+
+
+def evaluator(config: Any, mesh: jax.sharding.Mesh) -> Evaluator:
+  """An :class:`Evaluator` for ``config`` (no optimizer, nothing allocated)."""
+  rules = tuple((str(k), v if v is None or isinstance(v, str) else tuple(v))
+                for k, v in config.sharding_rules)
+  static, *abstract = step_lib.static_model(config.model)
+  shardings = tuple(mesh_lib.state_shardings(a, rules, mesh) for a in abstract)
+  bsh = mesh_lib.batch_sharding(mesh)
+  step = jit_eval_step(static, config.data, layers.dtype_from_name(models.model_config(config.model).dtype),
+                       shardings, bsh)
+  return Evaluator(config, mesh, rules, static, tuple(abstract), shardings, bsh, step)
+
+
+def place_weights(ev: Evaluator, flat: dict[tuple, np.ndarray], source: str) -> tuple:
+  """(params, frozen, batch_stats) on the mesh from ``{nnx path: array}``, strictly."""
+  from vidjax.models import checkpoint as model_checkpoint
+  expected = {tuple(p): v.get_value() for a in ev.abstract_weights
+              for p, v in nnx.to_flat_state(a)}
+  try:
+    model_checkpoint._check_flat(flat, expected)  # noqa: SLF001
+  except ValueError as e:
+    raise ValueError(f"{source}: {e}") from None
+  parts = []
+  for a in ev.abstract_weights:
+    items = [(p, v.replace(np.asarray(flat[tuple(p)], dtype=v.get_value().dtype)))
+             for p, v in nnx.to_flat_state(a)]
+    parts.append(nnx.from_flat_state(items))
+  return tuple(mesh_lib.put_global(p, s) for p, s in zip(parts, ev.weight_shardings))
 
 
 def run(eval_step: Callable, weights: Any, batches: Iterable[dict], sharding: Any,
@@ -68,15 +138,26 @@ def summarize(results: dict[str, np.ndarray], num_classes: int) -> dict[str, Any
 
 def evaluate(eval_step: Callable, weights: Any, data_cfg: Any, source: Any, sharding: Any,
              num_classes: int, *, log: Callable[[str], None] | None = None,
-             workers: int | None = None) -> dict[str, Any]:
-  """One pass over ``source`` with the views of ``data_cfg.eval``; the metrics plus timing."""
+             workers: int | None = None, progress: bool = False) -> dict[str, Any]:
+  """One pass over ``source`` with the views of ``data_cfg.eval``; the metrics plus timing.
+
+  ``progress``: a tqdm bar with ETA over the batches (process 0 only).
+  """
   start = time.time()
   ds = pipeline.eval_dataset(data_cfg, source, workers=workers)
   it = iter(ds)
+  bar = None
+  if progress and jax.process_index() == 0:
+    import tqdm
+    bar = tqdm.tqdm(total=math.ceil(len(source) / data_cfg.eval_batch_size), unit="batch",
+                    desc="eval", file=sys.stderr)
   try:
-    results = run(eval_step, weights, it, sharding)
+    results = run(eval_step, weights, it, sharding,
+                  progress=(lambda i: bar.update(1)) if bar is not None else None)
   finally:
     pipeline.close(it)
+    if bar is not None:
+      bar.close()
   out = summarize(results, num_classes)
   out["failed_paths"] = [source.describe(i) if hasattr(source, "describe") else str(i)
                          for i in out.pop("failed_indices")]
@@ -87,3 +168,69 @@ def evaluate(eval_step: Callable, weights: Any, data_cfg: Any, source: Any, shar
         f"{out['top1']:.4f}, top-5 {out['top5']:.4f}, {out['num_failed']} undecodable, "
         f"{out['wall_s']:.1f} s")
   return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: experiments/evaluate.py and the demo.
+
+def class_names(info: dict, config) -> list[str]:
+  """Names from the checkpoint (converted with --labels, or a workdir's data labels file)."""
+  if info.get("labels"):
+    return list(info["labels"])
+  labels = config.data.get("labels", "")
+  if labels and os.path.isfile(labels):
+    from vidjax.data import sources
+    return sources.ClassIndex.from_file(labels).names
+  return [str(i) for i in range(config.model.num_classes)]
+
+
+def confusion_png(confusion, names: list[str], path: str, title: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  n = len(names)
+  fig, ax = plt.subplots(figsize=(2 + 0.3 * n, 2 + 0.3 * n))
+  ax.imshow(confusion, cmap="Blues")
+  ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+  ax.set_yticks(range(n), names, fontsize=7)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def evaluate_checkpoint(config, checkpoint: str, split: str = "val", out: str | None = None,
+                        log=print) -> dict:
+  """Evaluates ``checkpoint`` on the eval split of ``config.data``; returns the summary."""
+  from vidjax.train import checkpoint as ckpt_lib
+  from vidjax.train import loop
+
+  config = loop.resolve_config(config)
+  _, flat, info = ckpt_lib.read_weights(checkpoint)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  config.data.eval_batch_size = eval_batch_size(config, mesh)
+  ev = evaluator(config, mesh)
+  weights = place_weights(ev, flat, checkpoint)
+  source = pipeline.make_source(config.data, "eval")
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(ev.rules):
+    result = evaluate(ev.eval_step, weights, config.data, source, ev.batch_sharding,
+                      config.model.num_classes, log=log, progress=True)
+  names = class_names(info, config)
+  confusion = result.pop("confusion")
+  summary = {"checkpoint": os.path.abspath(checkpoint), "split": split,
+             **{k: result[k] for k in ("num_videos", "top1", "top5", "mean_class_accuracy",
+                                       "num_failed", "failed_paths", "views_per_video",
+                                       "wall_s")}}
+  out = out or checkpoint
+  if jax.process_index() == 0:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"eval_{split}.json"), "w") as f:
+      json.dump({**summary, "classes": names, "confusion": confusion.tolist()}, f, indent=1)
+    if len(names) <= 50:
+      png = os.path.join(out, f"eval_{split}_confusion.png")
+      confusion_png(confusion, names, png, f"{os.path.basename(os.path.normpath(checkpoint))} "
+                    f"{split}: top-1 {summary['top1']:.3f}")
+      summary["confusion_png"] = png
+  return summary

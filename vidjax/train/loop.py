@@ -106,17 +106,8 @@ def build(config: ml_collections.ConfigDict, steps_per_epoch: int,
   """(Setup, abstract TrainState with shardings) for ``config``; nothing is allocated."""
   mesh = mesh_lib.make_mesh(config.mesh) if mesh is None else mesh
   rules = _rules(config)
-  compute_dtype = layers.dtype_from_name(config.model.dtype)
-  trainable = optim.trainable_filter(config.model)
-  _, a_params, a_frozen, a_stats, _ = nnx.split(models.abstract(config.model), trainable,
-                                                nnx.Param, nnx.BatchStat, ...)
-  # The graph and the non-weight variables (RNG streams, drop-path rates) as `init_state` builds
-  # them (streams `params` and `dropout`); the weights stay abstract.
-  graphdef, rest = models.initialise(config.model, nnx.Rngs(params=0, dropout=0),
-                                     nnx.Not(nnx.Any(nnx.Param, nnx.BatchStat)))
-  graph_model = nnx.merge(graphdef, a_params, a_frozen, a_stats, rest)
-  static, _, _, _ = step_lib.split_model(graph_model, trainable)
-  static = dataclasses.replace(static, rest=step_lib.to_host(rest))
+  compute_dtype = layers.dtype_from_name(models.model_config(config.model).dtype)
+  static, a_params, a_frozen, a_stats = step_lib.static_model(config.model)
   tx, schedule = optim.make_optimizer(config, a_params, steps_per_epoch)
   a_opt = jax.eval_shape(tx.init, a_params)
   repl = mesh_lib.replicated(mesh)
@@ -136,8 +127,7 @@ def build(config: ml_collections.ConfigDict, steps_per_epoch: int,
   train_step = jax.jit(train, in_shardings=(shardings, bsh), out_shardings=(shardings, repl),
                        donate_argnums=0)
   weights_sh = (shardings.params, shardings.frozen, shardings.batch_stats)
-  eval_step = jax.jit(step_lib.make_eval_step(static, config.data, compute_dtype),
-                      in_shardings=(weights_sh, bsh))
+  eval_step = eval_lib.jit_eval_step(static, config.data, compute_dtype, weights_sh, bsh)
   return Setup(config, mesh, rules, static, tx, schedule, shardings, bsh, train_step, eval_step,
                compute_dtype), abstract_state
 
@@ -147,14 +137,6 @@ def optax_shardings(tx, abstract_opt, param_shardings, replicated):
   import optax
   return optax.tree_map_params(tx, lambda _, s: s, abstract_opt, param_shardings,
                                transform_non_params=lambda _: replicated)
-
-
-def _to_global(tree: Any, shardings: Any) -> Any:
-  """Host (numpy) values identical on every process -> global arrays with ``shardings``."""
-  def put(x, s):
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
-  return jax.tree.map(put, tree, shardings)
 
 
 def init_state(setup: Setup, seed: int) -> tuple[step_lib.TrainState, dict | None]:
@@ -173,13 +155,13 @@ def init_state(setup: Setup, seed: int) -> tuple[step_lib.TrainState, dict | Non
     report = apply_init_from(config.init_from, model)
   _, params, frozen, stats = step_lib.split_model(model, optim.trainable_filter(config.model))
   sh = setup.state_shardings
-  params = _to_global(params, sh.params)
+  params = mesh_lib.put_global(params, sh.params)
   opt_state = jax.jit(setup.tx.init, out_shardings=sh.opt_state)(params)
   rng = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
   state = step_lib.TrainState(
-      step=_to_global(np.int32(0), sh.step), params=params,
-      frozen=_to_global(frozen, sh.frozen), batch_stats=_to_global(stats, sh.batch_stats),
-      opt_state=opt_state, rng=_to_global(np.asarray(rng), sh.rng))
+      step=mesh_lib.put_global(np.int32(0), sh.step), params=params,
+      frozen=mesh_lib.put_global(frozen, sh.frozen), batch_stats=mesh_lib.put_global(stats, sh.batch_stats),
+      opt_state=opt_state, rng=mesh_lib.put_global(np.asarray(rng), sh.rng))
   return state, report
 
 
@@ -227,20 +209,11 @@ def _val_config(config) -> ml_collections.ConfigDict:
   return d
 
 
-def _eval_batch_size(config, mesh) -> int:
-  n = mesh_lib.batch_devices(mesh)
-  b = int(config.data.eval_batch_size)
-  if b <= 0:
-    return n
-  if b % n:
-    raise ValueError(f"data.eval_batch_size={b} is not divisible by the {n} batch devices "
-                     f"(mesh axes {mesh_lib.batch_axes(mesh)}); use a multiple, or -1")
-  return b
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       progress: bool = False) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint); returns the last
-  logged train metrics and eval results."""
+  logged train metrics and eval results. ``progress``: a tqdm bar (step/total, ETA, the progress
+  line as postfix) instead of a log line per logged step."""
   config = resolve_config(config)
   primary = jax.process_index() == 0
   log = logging.info if primary else (lambda *a, **k: None)
@@ -266,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer = ckpt_lib.Checkpointer(workdir, config)
   writer = metrics_lib.Writer(workdir, enabled=primary)
   val_cfg = _val_config(config)
-  val_cfg.eval_batch_size = _eval_batch_size(config, mesh)
+  val_cfg.eval_batch_size = eval_lib.eval_batch_size(config, mesh)
   val_source = None
   if eval_every > 0:
     val_source = pipeline.make_source(val_cfg, "eval")
@@ -291,6 +264,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       num_steps, steps_per_epoch, config.data.batch_size, accum, micro, jax.device_count(),
       dict(mesh.shape))
 
+  bar = None
+  if progress and primary:
+    import sys
+    import tqdm
+    bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", file=sys.stderr,
+                    desc=os.path.basename(workdir), dynamic_ncols=True)
   bad_path = os.path.join(workdir, "bad_videos.txt")
   last = {"train": None, "eval": None}
   t_interval, wait, steps_in_interval = time.time(), 0.0, 0
@@ -315,6 +294,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         pending_finite = (step + 1, m)
         step += 1
         steps_in_interval += 1
+        if bar is not None:
+          bar.update(1)
         preempted = _preempted(flag, step % config.log_every_steps == 0
                                or step % config.checkpoint_every_steps == 0)
         if step % config.log_every_steps == 0 or step == num_steps or preempted:
@@ -328,8 +309,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               step_time_s=elapsed / steps_in_interval,
               data_wait_fraction=min(wait / max(elapsed, 1e-9), 1.0), **stats)
           writer.write(step, scalars)
-          log(metrics_lib.progress_line(step, num_steps, scalars,
-                                        (num_steps - step) * scalars["step_time_s"]))
+          if bar is not None:
+            bar.set_postfix_str(metrics_lib.progress_postfix(scalars), refresh=False)
+          else:
+            log(metrics_lib.progress_line(step, num_steps, scalars,
+                                          (num_steps - step) * scalars["step_time_s"]))
           last["train"] = dict(step=step, **scalars)
           t_interval, wait, steps_in_interval = time.time(), 0.0, 0
           stats = {"num_replaced": 0, "num_blank": 0}
@@ -344,6 +328,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   except Preempted:
     log("preempted at step %d: checkpoint saved", step)
   finally:
+    if bar is not None:
+      bar.close()
     checkpointer.wait()
     checkpointer.close()
     writer.close()

@@ -130,6 +130,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def put_global(tree: Any, shardings: Any) -> Any:
+  """Host values identical on every process -> global arrays laid out with ``shardings``
+  (shard by shard: works across processes, unlike ``jax.device_put``)."""
+  def put(x, s):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
+  return jax.tree.map(put, tree, shardings)
+
+
 def bytes_per_device(tree: Any) -> dict[Any, int]:
   """Bytes of ``tree``'s arrays resident on each device (what FSDP divides)."""
   out: dict[Any, int] = {}

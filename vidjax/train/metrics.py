@@ -77,9 +77,29 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   return sorted(last.values(), key=lambda r: (r["step"], r.get("split", "train")))
 
 
+def quiet_library_logs() -> None:
+  """Keeps orbax's, grain's and jax's INFO chatter out of an absl app's console (warnings and
+  errors still show)."""
+  import logging
+
+  from absl import logging as absl_logging
+
+  class Filter(logging.Filter):
+    def filter(self, record):
+      return record.levelno >= logging.WARNING or not any(
+          f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "jax"))
+
+  absl_logging.get_absl_handler().addFilter(Filter())
+
+
 def progress_line(step: int, total: int, scalars: Mapping[str, float], eta_s: float) -> str:
   """One console line: step/total, ETA, loss, lr, clips/s, step time, data-wait fraction."""
   eta = f"{int(eta_s // 3600)}:{int(eta_s % 3600 // 60):02d}:{int(eta_s % 60):02d}"
-  return (f"step {step}/{total} eta {eta} loss {scalars['loss']:.4f} lr {scalars['lr']:.3g} "
+  return f"step {step}/{total} eta {eta} {progress_postfix(scalars)}"
+
+
+def progress_postfix(scalars: Mapping[str, float]) -> str:
+  """loss, lr, clips/s, step time and data-wait fraction (a tqdm bar shows step/ETA itself)."""
+  return (f"loss {scalars['loss']:.4f} lr {scalars['lr']:.3g} "
           f"{scalars['clips_per_s']:.1f} clips/s step {scalars['step_time_s'] * 1000:.0f} ms "
           f"data-wait {100 * scalars['data_wait_fraction']:.0f}%")

@@ -97,6 +97,24 @@ def split_model(model: nnx.Module, trainable: Any) -> tuple[Model, nnx.State, nn
   return Model(train_graph, eval_graph, rest, groups), params, frozen, stats
 
 
+def static_model(model_config: Any) -> tuple[Model, nnx.State, nnx.State, nnx.State]:
+  """(static Model, abstract trained params, abstract frozen params, abstract batch stats).
+
+  The graph and the non-weight variables (RNG streams ``params`` / ``dropout``, drop-path rates)
+  are built as ``loop.init_state`` builds them; the weights stay ``ShapeDtypeStruct``s.
+  """
+  from vidjax import models
+  from vidjax.train import optim
+  trainable = optim.trainable_filter(model_config)
+  _, a_params, a_frozen, a_stats, _ = nnx.split(models.abstract(model_config), trainable,
+                                                nnx.Param, nnx.BatchStat, ...)
+  graphdef, rest = models.initialise(model_config, nnx.Rngs(params=0, dropout=0),
+                                     nnx.Not(nnx.Any(nnx.Param, nnx.BatchStat)))
+  static, _, _, _ = split_model(nnx.merge(graphdef, a_params, a_frozen, a_stats, rest),
+                                trainable)
+  return dataclasses.replace(static, rest=to_host(rest)), a_params, a_frozen, a_stats
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, targets: jax.Array | None) -> jax.Array:
   """Mean CE: integer labels (UniFormerV2) or soft targets (timm SoftTargetCrossEntropy)."""
   logits = logits.astype(jnp.float32)
