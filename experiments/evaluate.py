@@ -47,6 +47,9 @@ def main(argv: list[str]) -> int:
     return 2
   if jax.process_index() == 0:
     print(json.dumps(summary))
+  if jax.process_count() > 1:
+    from vidjax.train import mesh
+    mesh.exit_all_processes(0)
   return 0
 
 

@@ -53,8 +53,10 @@ def train_command(config: str, workdir: str, *flags: str) -> list[str]:
 
 
 def env(devices: int = 8) -> dict:
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
   e = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1",
-           XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+           XLA_FLAGS=" ".join([*flags, f"--xla_force_host_platform_device_count={devices}"]))
   e["PYTHONPATH"] = str(ROOT)
   return e
 

@@ -1,5 +1,6 @@
 """Real multi-host training: 2 processes x 4 CPU devices (``jax.distributed`` on localhost, gloo
-collectives) against 1 process x 8 devices and 1 x 1, same config, same data.
+collectives, an FSDP x data mesh across the processes) against 1 process x 1 device, same config,
+same data (1 process x 8 devices = 1 x 1 is ``test_step.py``'s, in process).
 
 The pipeline splits each global batch block-wise over processes, so all three runs see the same
 global batches; dropout masks and mixing are drawn for the global arrays. The losses agree to
@@ -30,7 +31,7 @@ def _losses(workdir):
 
 
 @pytest.mark.slow
-def test_two_processes_x_4_devices_equal_1x8_and_1x1(synth, cli, tmp_path):
+def test_two_processes_x_4_devices_equal_one_device(synth, cli, tmp_path):
   flags = [*cli.data_flags(synth), "--config.log_every_steps=1", "--config.eval_every_steps=0",
            "--config.checkpoint_every_steps=4", "--config.num_train_steps=4",
            "--config.mesh=(('data',-1),('fsdp',2),('tensor',1))"]
@@ -50,14 +51,11 @@ def test_two_processes_x_4_devices_equal_1x8_and_1x1(synth, cli, tmp_path):
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
       os.listdir(os.path.join(wd2, "checkpoints", "4", "data")))  # one iterator state each
   two = _losses(wd2)
-  one8 = str(tmp_path / "one_host_8")
-  cli.run(cli.train_command(U, one8, *flags), devices=8)
   one1 = str(tmp_path / "one_host_1")
   cli.run(cli.train_command(U, one1, *flags[:-1]), devices=1)
-  l8, l1 = _losses(one8), _losses(one1)
-  print(f"2x4 {two}\n1x8 {l8}\n1x1 {l1}\nmax rel diff 2x4 vs 1x1: "
+  l1 = _losses(one1)
+  print(f"2x4 {two}\n1x1 {l1}\nmax rel diff 2x4 vs 1x1: "
         f"{np.max(np.abs(np.subtract(two, l1)) / np.abs(l1)):.2e}")
-  assert len(two) == len(l8) == len(l1) == 4
-  np.testing.assert_allclose(two, l8, rtol=1e-5)
+  assert len(two) == len(l1) == 4
   np.testing.assert_allclose(two, l1, rtol=1e-5)
   assert json.loads([l for l in outs[0][0].splitlines() if l.startswith("{")][-1])["step"] == 4

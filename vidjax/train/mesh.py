@@ -146,3 +146,26 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
     for shard in getattr(x, "addressable_shards", ()):
       out[shard.device] = out.get(shard.device, 0) + shard.data.nbytes
   return out
+
+
+def exit_all_processes(code: int) -> None:
+  """Ends every process of a finished multi-process run together (does not return).
+
+  jax's at-exit ``jax.distributed.shutdown()`` races on a loaded machine: the coordinator can
+  destroy its gRPC server while another process's last RPC is still queued, and XLA aborts it
+  (``server.cc: Check failed: queue.Pop() == nullptr``, exit -6) after the run has finished and
+  saved. After a barrier no process has collective work left, so the clients leave first and the
+  coordinator (process 0, which hosts the service) last, without the shutdown handshake.
+  """
+  import os
+  import sys
+  import time
+  from absl import logging
+  from jax.experimental import multihost_utils
+  multihost_utils.sync_global_devices("vidjax:exit")
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  if jax.process_index() == 0:
+    time.sleep(1.0)  # the other processes are gone before the service goes
+  os._exit(code)
