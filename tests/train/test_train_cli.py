@@ -39,7 +39,7 @@ def _steps_saved(workdir):
   return sorted(int(n) for n in os.listdir(d) if n.isdigit())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: kept while the worker runs other files' tests
 def reference(synth, cli, tmp_path_factory):
   """An uninterrupted 8-step run on 8 devices (checkpoints at 3, 6, 8), with validation."""
   wd = str(tmp_path_factory.mktemp("reference"))
@@ -125,8 +125,8 @@ def test_nonfinite_loss_stops_with_exit_3_and_the_last_checkpoint_untouched(refe
           _steps_saved(wd)} == before
 
 
-def test_resume_on_a_different_mesh_continues_the_run(reference, synth, cli, tmp_path):
-  devices = 1  # saved sharded over 8 devices, restored whole on one
+@pytest.mark.parametrize("devices", [4, 1])  # saved sharded over 8 devices
+def test_resume_on_a_different_mesh_continues_the_run(reference, synth, cli, tmp_path, devices):
   ref = _losses(reference[0])
   wd = str(tmp_path / f"mesh{devices}")
   shutil.copytree(reference[0], wd)
