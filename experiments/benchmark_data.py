@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from vidjax.data import config, decode, pipeline, sources, synthetic  # noqa: E402
+from vidjax.data import config, decode, pipeline, sources, synthetic
 
 
 class BaselineLoader(pipeline.ClipLoader):
@@ -86,8 +85,10 @@ def main(argv=None) -> None:
     lists[gop] = lst
   prep = os.path.join(root, "prepared")
   if not os.path.exists(os.path.join(prep, "dataset_info.json")):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import prepare_data
+    spec = importlib.util.spec_from_file_location(
+        "prepare_data", Path(__file__).resolve().parent / "prepare_data.py")
+    prepare_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare_data)
     t = time.time()
     prepare_data.prepare(prepare_data.parser().parse_args(
         ["--annotations", lists[25], "--video_dir", os.path.dirname(lists[25]), "--labels",

@@ -33,16 +33,12 @@ import json
 import math
 import multiprocessing as mp
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import av
+import numpy as np
+from tqdm import tqdm
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from vidjax.data import config, decode, sources, transforms  # noqa: E402
+from vidjax.data import config, decode, sources, transforms
 
 _DEFAULTS = config.base_data()
 

@@ -15,17 +15,14 @@ import collections
 import json
 import math
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+from absl import app, logging
+from flax import nnx
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from absl import app, logging  # noqa: E402
-from flax import nnx  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from vidjax import models  # noqa: E402
+from vidjax import models
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 

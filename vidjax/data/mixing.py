@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def normalize(clips: jax.Array, mean: Sequence[float], std: Sequence[float],
@@ -24,9 +25,8 @@ def normalize(clips: jax.Array, mean: Sequence[float], std: Sequence[float],
 
 
 def smooth_one_hot(labels: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
-  """off = s/K, on = 1 − s + s/K."""
-  off = smoothing / num_classes
-  return jax.nn.one_hot(labels, num_classes) * (1.0 - smoothing) + off
+  """off = s/K, on = 1 − s + s/K (timm's `mixup_target`), via `optax.smooth_labels`."""
+  return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
 
 
 def cutmix_box(rng: jax.Array, lam: jax.Array, height: int, width: int):
