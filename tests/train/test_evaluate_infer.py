@@ -137,3 +137,28 @@ def test_infer_bad_paths_exit_2_naming_the_path(converted):
     assert r.returncode == 2, (bad, r.stderr[-1000:])
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and bad in lines[0], r.stderr[-1000:]
+
+
+def test_evaluate_a_converted_checkpoint_takes_its_class_count(converted, tmp_path):
+  """A released config (400 classes) evaluates a converted 4-class checkpoint: the head decides."""
+  import importlib.util
+  ckpt, _, d = converted
+  spec = importlib.util.spec_from_file_location(
+      "vfn_k400_tiny", os.path.join(ROOT, "configs", "video_focalnet", "k400_tiny.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  assert config.model.num_classes == 400
+  config.model.update(depths=(1, 1, 1, 1), embed_dim=8, num_frames=4, image_size=32)
+  config.data.update(source="files", format="list", video_dir=d, workers=0, num_frames=4,
+                     crop_size=32, video_short_side=0, eval_batch_size=-1,
+                     eval_annotations=os.path.join(d, "train.txt"))
+  config.data.eval.update(num_clips=2, num_crops=1, short_side=32)
+  notes = []
+  out = evaluate.evaluate_checkpoint(config, ckpt, out=str(tmp_path), log=notes.append)
+  assert any("model.num_classes=400 -> 4" in n for n in notes), notes
+  # The head prefers class 2; the two videos are classes 0 and 1.
+  assert out["num_videos"] == 2 and out["top1"] == 0.0 and out["views_per_video"] == 2
+  saved = json.load(open(tmp_path / "eval_val.json"))
+  assert saved["classes"] == ["zero", "one", "two", "three"]
+  assert np.asarray(saved["confusion"])[:, 2].sum() == 2

@@ -208,7 +208,15 @@ def evaluate_checkpoint(config, checkpoint: str, split: str = "val", out: str | 
   from vidjax.train import loop
 
   config = loop.resolve_config(config)
-  _, flat, info = ckpt_lib.read_weights(checkpoint)
+  saved_model, flat, info = ckpt_lib.read_weights(checkpoint)
+  if saved_model.num_classes != config.model.num_classes:
+    # A converted checkpoint's class count is read from its head (e.g. a zoo file fine-tuned
+    # on another label set): the head decides, the config gives the architecture and protocol.
+    if log is not None:
+      log(f"note: model.num_classes={config.model.num_classes} -> {saved_model.num_classes} "
+          f"(the head of {checkpoint})")
+    with config.unlocked():
+      config.model.num_classes = saved_model.num_classes
   mesh = mesh_lib.make_mesh(config.mesh)
   config.data.eval_batch_size = eval_batch_size(config, mesh)
   ev = evaluator(config, mesh)
