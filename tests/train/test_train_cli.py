@@ -4,7 +4,6 @@ non-finite stop, restore on other meshes.
 Every run is a subprocess on 8 (or 4, or 1) simulated CPU devices training the tiny UniFormerV2
 (BatchNorm, drop-path, dropout: every source of state and randomness) on the `synth` videos.
 Programs are compiled once and then come from the persistent compilation cache (tests/conftest.py).
-All tests of this file run on one xdist worker (``xdist_group``), so the reference run is made once.
 """
 
 import json
@@ -13,7 +12,9 @@ import shutil
 import signal
 import subprocess
 import time
+import types
 
+import filelock
 import numpy as np
 import pytest
 
@@ -21,7 +22,6 @@ from vidjax.train import metrics as metrics_lib
 
 U = "uniformerv2/tiny_test.py"
 STEPS = 8
-pytestmark = pytest.mark.xdist_group("train_cli")
 
 
 def _flags(synth, cli, *extra):
@@ -39,12 +39,26 @@ def _steps_saved(workdir):
   return sorted(int(n) for n in os.listdir(d) if n.isdigit())
 
 
-@pytest.fixture(scope="session")  # session: kept while the worker runs other files' tests
-def reference(synth, cli, tmp_path_factory):
-  """An uninterrupted 8-step run on 8 devices (checkpoints at 3, 6, 8), with validation."""
-  wd = str(tmp_path_factory.mktemp("reference"))
-  out = cli.run(cli.train_command(U, wd, *_flags(synth, cli, "--config.eval_every_steps=8")))
-  return wd, out
+@pytest.fixture(scope="session")
+def reference(synth, cli, tmp_path_factory, worker_id):
+  """An uninterrupted 8-step run on 8 devices (checkpoints at 3, 6, 8), with validation.
+
+  Made once per test run: under xdist the workers share it through a lock in the run's common
+  temporary folder (the synthetic videos are byte-identical on every worker: same seeds, x264
+  single-threaded), so only one of them pays for it.
+  """
+  if worker_id == "master":
+    wd = str(tmp_path_factory.mktemp("reference"))
+    out = cli.run(cli.train_command(U, wd, *_flags(synth, cli, "--config.eval_every_steps=8")))
+    return wd, out
+  shared = tmp_path_factory.getbasetemp().parent
+  wd, done = shared / "train_cli_reference", shared / "train_cli_reference.json"
+  with filelock.FileLock(str(shared / "train_cli_reference.lock")):
+    if not done.exists():
+      out = cli.run(cli.train_command(U, str(wd), *_flags(synth, cli,
+                                                          "--config.eval_every_steps=8")))
+      done.write_text(json.dumps({"stdout": out.stdout, "stderr": out.stderr}))
+  return str(wd), types.SimpleNamespace(**json.loads(done.read_text()))
 
 
 def test_train_cli_writes_metrics_tensorboard_checkpoints_and_curves(reference, cli):
