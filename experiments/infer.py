@@ -73,11 +73,8 @@ def protocol(checkpoint: str):
                        num_classes=cfg.num_classes)
     config.data.eval.short_side = cfg.image_size
     config.sharding_rules = configs.SHARDING_RULES
-  names = info.get("labels") or None
-  if not names and config.data.get("labels") and os.path.isfile(config.data.labels):
-    from vidjax.data import sources
-    names = sources.ClassIndex.from_file(config.data.labels).names
-  return config, flat, names or [str(i) for i in range(config.model.num_classes)]
+  from vidjax.train import evaluate
+  return config, flat, evaluate.class_names(info, config)
 
 
 def infer(checkpoint: str, videos: list[str], top_k: int = 5) -> list[dict]:

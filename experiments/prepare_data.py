@@ -34,7 +34,6 @@ import math
 import multiprocessing as mp
 import os
 
-import av
 import numpy as np
 from tqdm import tqdm
 

@@ -64,7 +64,7 @@ def _split_flat(flat: Mapping[tuple, Any], model_config: Any) -> tuple[dict, dic
   abs_model = models.abstract(model_config)
   params = nnx.to_flat_state(nnx.state(abs_model, nnx.Param))
   stats = nnx.to_flat_state(nnx.state(abs_model, nnx.BatchStat))
-  _check_flat(flat, {tuple(p): v.get_value() for p, v in list(params) + list(stats)})
+  check_flat(flat, {tuple(p): v.get_value() for p, v in list(params) + list(stats)})
 
   def nest(items):
     out: dict = {}
@@ -201,7 +201,7 @@ def from_flat(config: Any, flat: Mapping[tuple, Any]) -> nnx.Module:
   from vidjax import models
   graphdef, params, stats, _ = nnx.split(models.abstract(config), nnx.Param, nnx.BatchStat,
                                             ...)
-  _check_flat(flat, {tuple(p): v.get_value() for p, v in
+  check_flat(flat, {tuple(p): v.get_value() for p, v in
                      list(nnx.to_flat_state(params)) + list(nnx.to_flat_state(stats))})
   for state in (params, stats):
     items = list(nnx.to_flat_state(state))
@@ -214,7 +214,7 @@ def from_flat(config: Any, flat: Mapping[tuple, Any]) -> nnx.Module:
   return nnx.merge(graphdef, params, stats, _materialise_rest(config))
 
 
-def _check_flat(flat: Mapping[tuple, Any], expected: Mapping[tuple, Any]) -> None:
+def check_flat(flat: Mapping[tuple, Any], expected: Mapping[tuple, Any]) -> None:
   missing = sorted(set(expected) - set(flat), key=str)
   extra = sorted(set(flat) - set(expected), key=str)
   bad = [(p, tuple(np.shape(flat[p])), tuple(v.shape)) for p, v in expected.items()
@@ -234,7 +234,7 @@ def assign_flat(model: nnx.Module, flat: Mapping[tuple, Any]) -> None:
   """Sets every Param / BatchStat of ``model`` from ``flat`` (exact key and shape coverage)."""
   state = nnx.state(model, _WEIGHTS)
   items = {tuple(p): v for p, v in nnx.to_flat_state(state)}
-  _check_flat(flat, {p: v.get_value() for p, v in items.items()})
+  check_flat(flat, {p: v.get_value() for p, v in items.items()})
   for p, v in items.items():
     old = v.get_value()
     new = np.asarray(flat[p], dtype=old.dtype)

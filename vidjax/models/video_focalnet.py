@@ -34,7 +34,6 @@ ablations the paper describes in two sentences each, implemented here as simply 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 

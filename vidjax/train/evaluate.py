@@ -25,9 +25,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from vidjax import models
 from vidjax.data import pipeline
-from vidjax.models import layers
 from vidjax.train import mesh as mesh_lib
 from vidjax.train import step as step_lib
 
@@ -72,8 +70,7 @@ def evaluator(config: Any, mesh: jax.sharding.Mesh) -> Evaluator:
   static, *abstract = step_lib.static_model(config.model)
   shardings = tuple(mesh_lib.state_shardings(a, rules, mesh) for a in abstract)
   bsh = mesh_lib.batch_sharding(mesh)
-  step = jit_eval_step(static, config.data, layers.dtype_from_name(models.model_config(config.model).dtype),
-                       shardings, bsh)
+  step = jit_eval_step(static, config.data, step_lib.compute_dtype(config.model), shardings, bsh)
   return Evaluator(config, mesh, rules, static, tuple(abstract), shardings, bsh, step)
 
 
@@ -83,7 +80,7 @@ def place_weights(ev: Evaluator, flat: dict[tuple, np.ndarray], source: str) -> 
   expected = {tuple(p): v.get_value() for a in ev.abstract_weights
               for p, v in nnx.to_flat_state(a)}
   try:
-    model_checkpoint._check_flat(flat, expected)  # noqa: SLF001
+    model_checkpoint.check_flat(flat, expected)
   except ValueError as e:
     raise ValueError(f"{source}: {e}") from None
   parts = []

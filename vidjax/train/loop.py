@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -31,12 +32,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 from flax import nnx
 from jax.experimental import multihost_utils
 
 from vidjax import models
 from vidjax.data import pipeline
-from vidjax.models import layers
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import evaluate as eval_lib
 from vidjax.train import mesh as mesh_lib
@@ -106,7 +107,7 @@ def build(config: ml_collections.ConfigDict, steps_per_epoch: int,
   """(Setup, abstract TrainState with shardings) for ``config``; nothing is allocated."""
   mesh = mesh_lib.make_mesh(config.mesh) if mesh is None else mesh
   rules = _rules(config)
-  compute_dtype = layers.dtype_from_name(models.model_config(config.model).dtype)
+  compute_dtype = step_lib.compute_dtype(config.model)
   static, a_params, a_frozen, a_stats = step_lib.static_model(config.model)
   tx, schedule = optim.make_optimizer(config, a_params, steps_per_epoch)
   a_opt = jax.eval_shape(tx.init, a_params)
@@ -160,7 +161,8 @@ def init_state(setup: Setup, seed: int) -> tuple[step_lib.TrainState, dict | Non
   rng = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
   state = step_lib.TrainState(
       step=mesh_lib.put_global(np.int32(0), sh.step), params=params,
-      frozen=mesh_lib.put_global(frozen, sh.frozen), batch_stats=mesh_lib.put_global(stats, sh.batch_stats),
+      frozen=mesh_lib.put_global(frozen, sh.frozen),
+      batch_stats=mesh_lib.put_global(stats, sh.batch_stats),
       opt_state=opt_state, rng=mesh_lib.put_global(np.asarray(rng), sh.rng))
   return state, report
 
@@ -266,8 +268,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   bar = None
   if progress and primary:
-    import sys
-    import tqdm
     bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", file=sys.stderr,
                     desc=os.path.basename(workdir), dynamic_ncols=True)
   bad_path = os.path.join(workdir, "bad_videos.txt")

@@ -15,12 +15,17 @@ unused that way move to the largest dimension they divide, so pod-scale meshes n
 from __future__ import annotations
 
 import math
+import os
+import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 BATCH_AXES = ("data", "fsdp")  # mesh axes the batch is split over (when present)
@@ -157,11 +162,6 @@ def exit_all_processes(code: int) -> None:
   saved. After a barrier no process has collective work left, so the clients leave first and the
   coordinator (process 0, which hosts the service) last, without the shutdown handshake.
   """
-  import os
-  import sys
-  import time
-  from absl import logging
-  from jax.experimental import multihost_utils
   multihost_utils.sync_global_devices("vidjax:exit")
   logging.flush()
   sys.stdout.flush()

@@ -97,6 +97,13 @@ def split_model(model: nnx.Module, trainable: Any) -> tuple[Model, nnx.State, nn
   return Model(train_graph, eval_graph, rest, groups), params, frozen, stats
 
 
+def compute_dtype(model_config: Any) -> Any:
+  """The activation dtype of ``model_config`` (its ``dtype`` field, variant defaults resolved)."""
+  from vidjax import models
+  from vidjax.models import layers
+  return layers.dtype_from_name(models.model_config(model_config).dtype)
+
+
 def static_model(model_config: Any) -> tuple[Model, nnx.State, nnx.State, nnx.State]:
   """(static Model, abstract trained params, abstract frozen params, abstract batch stats).
 
