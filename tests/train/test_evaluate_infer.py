@@ -162,3 +162,19 @@ def test_evaluate_a_converted_checkpoint_takes_its_class_count(converted, tmp_pa
   saved = json.load(open(tmp_path / "eval_val.json"))
   assert saved["classes"] == ["zero", "one", "two", "three"]
   assert np.asarray(saved["confusion"])[:, 2].sum() == 2
+
+
+def test_demo_quick_runs_end_to_end(tmp_path):
+  """The demo's smallest setting: data, 4 training runs, evaluation, infer.py, demo.png, JSON.
+  No accuracy claim here (3 steps); the accuracy claim is the full demo itself."""
+  r = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "demo.py"),
+                      f"--workdir={tmp_path}", "--quick"], capture_output=True, text=True,
+                     cwd=ROOT, timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = json.loads(r.stdout.strip().splitlines()[-1])
+  for name in ("uniformerv2", "video_focalnet"):
+    assert 0.0 <= out[name]["top1"] <= 1.0 and 0.0 <= out[name]["ablation_top1"] <= 1.0
+    assert os.path.isdir(tmp_path / name / "checkpoints")
+  assert out["infer"]["video"].endswith(".mp4") and len(out["infer"]["top_k"]) == 3
+  assert out["wall_s"] > 0
+  assert open(tmp_path / "demo.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
