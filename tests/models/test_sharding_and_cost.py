@@ -7,6 +7,7 @@ only matmuls and convolutions, so a ±2 % band covers XLA's extra elementwise fl
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,123 @@ def test_summary_rejects_unknown_model_key():
        "--config.model.not_a_field=3"], capture_output=True, text=True, cwd=ROOT)
   assert out.returncode != 0
   assert "not_a_field" in out.stderr
+
+
+# --- Pod-scale meshes: every released config, abstract shapes only -------------------------------
+
+# Fields that never change a parameter's shape (regularisation, numerics, execution); `num_frames`
+# does not either (positional embeddings are per token, temporal kernels per tap) and
+# `num_classes` only sets the dims named `classes`, substituted below. Depth only repeats shapes:
+# a build with one block of each kind (`_SHALLOW`) holds exactly the full build's distinct
+# (names, shape) pairs, which is all `logical_spec` decides on (checked on B/16 below). So the
+# released configs reduce to their distinct architectures, each traced once at reduced depth
+# (full-depth abstract tracing costs 2-12 s per architecture on 2 cores).
+_NON_SHAPE = ("mlp_dropout", "cls_dropout", "drop_path_rate", "backbone_drop_path_rate", "drop_rate",
+              "dtype", "param_dtype", "remat_policy", "frozen", "attention_impl", "depthwise_impl",
+              "scan_layers", "num_classes", "num_frames")
+_SHALLOW = {"uniformerv2": dict(layers=2, return_list=(0, 1), n_layers=2, mlp_dropout=(0.5, 0.5)),
+            "video_focalnet": dict(depths=(1, 1, 1, 1))}
+RELEASED = sorted(str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").glob("*/*.py")
+                  if p.parent.name != "demo" and p.name != "tiny_test.py")
+POD_MESHES = ([(256 // f, f, 1) for f in (2, 4, 8, 16, 32, 64, 128, 256)]
+              + [(1, 64, 4), (4, 16, 4), (2, 16, 8)])  # (data, fsdp, tensor)
+
+
+def _shallow(model):
+  m = model.copy_and_resolve_references()
+  m.unlock()
+  m.update(_SHALLOW[m.name])
+  return m
+
+
+def _shapes(model) -> set[tuple[tuple, tuple[int, ...]]]:
+  """The distinct (logical names, shape) pairs of a model config's parameters."""
+  from vidjax.train import mesh as mesh_lib
+  state = nnx.state(models.abstract(model), nnx.Param)
+  return {(mesh_lib._names(v), tuple(v.get_value().shape)) for _, v in nnx.to_flat_state(state)}
+
+
+def test_reduced_depth_build_has_the_full_builds_distinct_shapes():
+  model = load_config("uniformerv2/k400_b16_8x224.py").model
+  full, shallow = _shapes(model), _shapes(_shallow(model))
+  assert len(full) >= 15 and full == shallow
+
+
+def test_released_configs_shard_on_pod_meshes_up_to_fsdp_256():
+  import dataclasses
+  from vidjax.configs import SHARDING_RULES
+  from vidjax.train import mesh as mesh_lib
+  arch: dict[str, tuple[object, set[int]]] = {}
+  for rel in RELEASED:
+    model = load_config(rel).model
+    fields = dataclasses.asdict(models.model_config(model))
+    key = json.dumps({k: v for k, v in fields.items() if k not in _NON_SHAPE}, sort_keys=True,
+                     default=str)
+    arch.setdefault(key, (model, set()))[1].add(int(model.num_classes))
+  assert len(RELEASED) > 50 and len(arch) == 8   # B/16, L/14, L/14@336 (x2 designs), FocalNet T/S/B
+  cases, worst = 0, (1.0, None)
+  for model, classes in arch.values():
+    base = _shapes(_shallow(model))
+    for n in sorted(classes):
+      shapes = {(names, tuple(n if a == "classes" else d for a, d in zip(names, shape)))
+                for names, shape in base}
+      for data, fsdp, tensor in POD_MESHES:
+        mesh = jax.sharding.AbstractMesh((data, fsdp, tensor), ("data", "fsdp", "tensor"),
+                                         axis_types=(AxisType.Auto,) * 3)
+        for names, shape in shapes:
+          spec = mesh_lib.logical_spec(names, shape, SHARDING_RULES, dict(mesh.shape))
+          shard = jax.sharding.NamedSharding(mesh, spec).shard_shape(shape)  # IndivisibleError
+          cases += 1
+          if math.prod(shape) < 2 ** 12:
+            continue  # small tensors (norms, biases, class embeddings) stay replicated
+          # Every tensor is split fsdp ways at least where fsdp divides one of its dims. Exception:
+          # with tensor > 1 a few FocalNet kernels under 2^17 values whose only fsdp-divisible
+          # dim already holds `tensor` (e.g. (96, 384) on fsdp 64 x tensor 4) keep `tensor` only.
+          share = math.prod(shard) / math.prod(shape)
+          if any(d % fsdp == 0 for d in shape):
+            small = tensor > 1 and math.prod(shape) < 2 ** 17
+            assert share <= 1 / (tensor if small else fsdp), (n, mesh.shape, names, shape, spec)
+          if share * fsdp * tensor > worst[0]:
+            worst = (share * fsdp * tensor, (model.variant, shape, tuple(spec), (data, fsdp, tensor)))
+  print(f"{len(RELEASED)} configs = {len(arch)} architectures, {cases} (tensor, mesh) cases; "
+        f"least sharded large tensor: {worst[0]:.0f}x its ideal shard {worst[1]}")
+
+
+def test_flax_creation_path_is_indivisible_where_sharded_abstract_is_not():
+  # The issue's failure at toy scale: tiny UniFormerV2's local-MHRA width int(64 / 1.5) = 42 on
+  # fsdp 4 (L/14: 682 on fsdp 16). Flax applies the rules without shapes; the rule machinery
+  # drops the axis and moves fsdp to a dimension it divides.
+  from vidjax.configs import SHARDING_RULES
+  from vidjax.train import mesh as mesh_lib
+  cfg = load_config("uniformerv2/tiny_test.py").model
+  mesh = jax.sharding.AbstractMesh((2, 4, 1), ("data", "fsdp", "tensor"),
+                                   axis_types=(AxisType.Auto,) * 3)
+  key = ("transformer", "resblocks", 0, "lmhra1", "pos_embed", "layers", 3, "kernel")
+  with jax.sharding.use_abstract_mesh(mesh), nnx.logical_axis_rules(SHARDING_RULES):
+    flax_way = dict(nnx.to_flat_state(nnx.state(models.abstract(cfg), nnx.Param)))[key].get_value()
+  assert flax_way.shape == (1, 1, 1, 42, 64)
+  with pytest.raises(ValueError, match="partitioned 4 times"):  # jax's IndivisibleError
+    flax_way.sharding.shard_shape(flax_way.shape)
+  model = mesh_lib.sharded_abstract(cfg, SHARDING_RULES, mesh)
+  flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+  for v in flat.values():
+    v.get_value().sharding.shard_shape(v.get_value().shape)  # every leaf divides
+  assert tuple(flat[key].get_value().sharding.spec) == (None,) * 5   # 2,688 values: replicated
+  up = ("transformer", "resblocks", 0, "lmhra1", "pos_embed", "layers", 1, "kernel")
+  assert tuple(flat[up].get_value().sharding.spec) == (None, None, None, "fsdp", None)
+  params = nnx.state(model, nnx.Param)
+  total = sum(math.prod(x.shape) * 4 for x in jax.tree.leaves(params))
+  assert total / 8 < mesh_lib.shard_bytes(params) < total / 2   # fsdp 4 shards most bytes
+
+
+def test_fsdp_joins_a_sharded_dim_when_no_free_dim_divides_and_ties_go_left():
+  from vidjax.configs import SHARDING_RULES
+  from vidjax.train import mesh as mesh_lib
+  mesh = {"data": 1, "fsdp": 64, "tensor": 4}
+  # L/14 Sth-Sth local MHRA up-projection: 682 takes neither axis, 1024 takes both.
+  spec = mesh_lib.logical_spec((None, None, None, "conv_in", "conv_out"), (1, 1, 1, 682, 1024),
+                               SHARDING_RULES, mesh)
+  assert tuple(spec) == (None, None, None, None, ("tensor", "fsdp"))
+  assert tuple(mesh_lib.logical_spec(("classes", "classes"), (1024, 1024), SHARDING_RULES,
+                                     {"fsdp": 256})) == ("fsdp", None)
+  assert tuple(mesh_lib.logical_spec(("norm",), (1024,), SHARDING_RULES, {"fsdp": 256})) == (None,)

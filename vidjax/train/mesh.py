@@ -8,8 +8,15 @@ parameter and activation of the models carries (``vidjax/models/layers.py``) to 
 
 A mesh axis that does not divide the dimension it is mapped to is dropped for that tensor (e.g.
 UniFormerV2-L's local-MHRA width 682 = int(1024 / 1.5) on an fsdp axis of 16), and FSDP axes left
-unused that way move to the largest dimension they divide, so pod-scale meshes never hit
-``IndivisibleError`` and parameters stay sharded.
+unused that way move to the largest dimension they divide (the leftmost of equal ones), so
+pod-scale meshes never hit ``IndivisibleError`` and parameters stay sharded; a tensor that no
+dimension of which an axis divides is replicated on that axis. The decision depends only on
+(names, shape, rules, mesh shape): every process and every run lays a tensor out the same way.
+
+Flax's own path (``models.abstract`` / ``models.create`` inside ``jax.set_mesh`` +
+``nnx.logical_axis_rules``) applies the rules without looking at shapes, so on a pod mesh it
+produces shardings such as ``P(None, None, None, 'fsdp')`` for the ``(1, 1, 1, 682, 1024)``
+kernel, which raise ``IndivisibleError``; :func:`sharded_abstract` is the shape-aware equivalent.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import numpy as np
 from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from vidjax import models
 
 BATCH_AXES = ("data", "fsdp")  # mesh axes the batch is split over (when present)
 FSDP_AXES = ("fsdp",)          # axes that shard parameters wherever they divide
@@ -77,13 +86,20 @@ def logical_spec(names: Sequence[str | None], shape: Sequence[int], rules: Any,
     used.update(keep)
     spec.append(None if not keep else keep[0] if len(keep) == 1 else tuple(keep))
   if math.prod(shape) >= _FSDP_MIN_SIZE:
-    for axis in FSDP_AXES:  # an FSDP axis the rules could not place: largest divisible dim
+    # An FSDP axis the rules could not place goes to the largest unsharded dimension it divides,
+    # else to the largest already-sharded one that the product of its axes still divides
+    # (682 x 1024 with 1024 on `tensor`: fsdp joins it); ties go to the leftmost dimension.
+    order = sorted(range(len(shape)), key=lambda i: (-shape[i], i))
+    for axis in FSDP_AXES:
       size = mesh_shape.get(axis, 1)
       if size == 1 or axis in used:
         continue
-      free = [i for i in np.argsort(shape)[::-1] if spec[i] is None and shape[i] % size == 0]
-      if free:
-        spec[free[0]] = axis
+      held = lambda i: math.prod(mesh_shape[a] for a in _axes(spec[i]))
+      fits = ([i for i in order if spec[i] is None and shape[i] % size == 0]
+              + [i for i in order if spec[i] is not None and shape[i] % (held(i) * size) == 0])
+      if fits:
+        i = fits[0]
+        spec[i] = axis if spec[i] is None else (*_axes(spec[i]), axis)
         used.add(axis)
   return P(*spec)
 
@@ -99,7 +115,7 @@ def _names(variable: nnx.Variable) -> tuple[str | None, ...]:
   return (None,) * (len(shape) - len(names)) + names
 
 
-def state_shardings(state: Any, rules: Any, mesh: Mesh) -> Any:
+def state_shardings(state: Any, rules: Any, mesh: Mesh | AbstractMesh) -> Any:
   """``state`` (an ``nnx.State``) with every Variable's value replaced by its NamedSharding.
 
   Same tree structure as ``state``, so it serves as ``jax.jit`` in/out shardings, as the
@@ -114,6 +130,31 @@ def state_shardings(state: Any, rules: Any, mesh: Mesh) -> Any:
                                                       shape)))
 
   return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def sharded_abstract(model_config: Any, rules: Any, mesh: Mesh | AbstractMesh) -> nnx.Module:
+  """``models.abstract(model_config)`` whose ShapeDtypeStructs carry :func:`logical_spec`
+  shardings on ``mesh`` (a device mesh or a ``jax.sharding.AbstractMesh``): divisible by
+  construction, for sizing and compiling a model for a mesh without devices."""
+  model = models.abstract(model_config)
+  graphdef, state = nnx.split(model)
+  shardings = state_shardings(state, rules, mesh)
+  state = jax.tree.map(
+      lambda v, s: v.replace(jax.ShapeDtypeStruct(v.get_value().shape, v.get_value().dtype,
+                                                  sharding=s.get_value())),
+      state, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
+  return nnx.merge(graphdef, state)
+
+
+def shard_bytes(tree: Any) -> int:
+  """Bytes one device holds of ``tree``'s leaves (arrays or ShapeDtypeStructs with a sharding,
+  which every device of its mesh holds an equal shard of); unsharded leaves count whole."""
+  total = 0
+  for x in jax.tree.leaves(tree):
+    sharding = getattr(x, "sharding", None)
+    shape = sharding.shard_shape(x.shape) if sharding is not None else x.shape
+    total += math.prod(shape) * np.dtype(x.dtype).itemsize
+  return total
 
 
 def batch_axes(mesh: Mesh) -> tuple[str, ...]:
