@@ -17,6 +17,8 @@ import os
 import sys
 import textwrap
 
+from vidjax import cli
+
 EPILOG = textwrap.dedent("""\
     Every conversion detects the source layout from its keys and says what it found, is strict
     (an unexpected key, a missing key or a shape mismatch aborts with every offending key and both
@@ -110,9 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     if name == "export":
       continue
-    s.add_argument("--config", required=True,
+    s.add_argument("--config", required=True, metavar="FILE[:arg]",
                    help="experiment config file whose get_config().model describes the target "
-                   "model, e.g. configs/uniformerv2/k400_b16_8x224.py ('file.py:arg' passes arg)")
+                   "model, e.g. configs/uniformerv2/k400_b16_8x224.py ('file.py:arg' passes arg); "
+                   "--config.a.b=value overrides a field, e.g. --config.model.num_classes=37 "
+                   "(ml_collections.config_flags)")
     s.add_argument("--labels", help="class names: a text file with one name per line (or "
                    "'name index' lines), or a JSON list; stored in vidjax.json")
     s.add_argument("--seed", type=int, default=0,
@@ -126,9 +130,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+  argv, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
   args = _parser().parse_args(argv)
   from convert import clip, common, focalnet, uniformerv2, video_focalnet
   if args.command == "export":
+    if overrides:
+      print(f"error: export takes no --config overrides: {overrides}", file=sys.stderr)
+      return 2
     try:
       summary = common.export(args.src, args.out, overwrite=args.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
@@ -146,11 +154,9 @@ def main(argv: list[str] | None = None) -> int:
   fn = {"clip": clip.convert, "focalnet": focalnet.convert, "uniformerv2": uniformerv2.convert,
         "video-focalnet": video_focalnet.convert}[args.command]
   try:
-    _, report = fn(args.src, args.config, **kwargs)
-  except common.ConversionError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except (FileNotFoundError, ValueError, ImportError) as e:
+    config = common.load_config_file(args.config, overrides)
+    _, report = fn(args.src, config, **kwargs)
+  except (FileNotFoundError, ValueError, ImportError) as e:  # ConversionError, ConfigError too
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(report.summary(verbose=args.verbose))

@@ -227,10 +227,6 @@ def convert(src: str, model_config: Any, *, out: str | None = None, labels: str 
     else:
       report.copied.append("backbone." + k)
     official["backbone." + k] = np.asarray(v, np.float32)
-  written = {"backbone." + k for k in visual_keys(want[2])}
-  report.initialised = sorted(k for k in official if k not in written)
-  path = common.finish(model, cfg, layout, official, model_config, report, out,
-                       common.read_labels(labels, cfg.num_classes), overwrite)
-  if path:
-    report.notes.append(f"wrote {path}")
+  common.finish(model, cfg, layout, official, model_config, report, out, labels, overwrite,
+                written=["backbone." + k for k in visual_keys(want[2])])
   return model, report

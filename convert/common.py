@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from convert import io
+from vidjax import cli
 
 
 class ConversionError(ValueError):
@@ -112,20 +112,13 @@ class Report:
 
 
 # ---------------------------------------------------------------------------------- configs
-def load_config_file(path: str) -> Any:
-  """``get_config()`` of a config file (``file.py`` or ``file.py:arg``)."""
-  arg = None
-  if ":" in os.path.basename(path):
-    path, arg = path.rsplit(":", 1)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"--config {path}: no such file")
-  spec = importlib.util.spec_from_file_location(
-      "vidjax_config_" + re.sub(r"\W", "_", os.path.basename(path)[:-3]), path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"--config {path}: defines no get_config()")
-  return module.get_config(arg) if arg is not None else module.get_config()
+def load_config_file(path: str, overrides: Sequence[str] = ()) -> Any:
+  """``get_config()`` of ``file.py[:arg]`` with ``--config.a.b=value`` ``overrides``.
+
+  ``vidjax.cli.load_config`` (ml_collections.config_flags); a bad file, field or value raises
+  ``vidjax.cli.ConfigError`` (a ValueError) with one line naming it.
+  """
+  return cli.load_config(path, overrides, lock_config=False)
 
 
 def model_config_from(config: Any, expected_name: str):
@@ -203,20 +196,35 @@ def fresh_model(model_config: Any, seed: int):
 
 
 def finish(model, cfg, layout, official: Mapping[str, np.ndarray], model_config, report: Report,
-           out: str | None, labels: list[str] | None, overwrite: bool = False) -> str | None:
-  """official dict -> Flax (strict) -> model -> atomic save with vidjax.json + report.json."""
+           out: str | None, labels: str | None, overwrite: bool = False, *,
+           written: Iterable[str]) -> str | None:
+  """official dict -> Flax (strict) -> model -> atomic save with vidjax.json + report.json.
+
+  Keys of ``official`` not in ``written`` (the ones the source provided) are reported as newly
+  initialised; ``labels`` is the --labels file (:func:`read_labels`).
+  """
   from vidjax.models import checkpoint
-  flat = layout.to_flax(official, cfg)
-  checkpoint.assign_flat(model, flat)
-  if out is None:
-    return None
+  written = set(written)
+  report.initialised = sorted(k for k in official if k not in written)
+  names = read_labels(labels, cfg.num_classes)
+  checkpoint.assign_flat(model, layout.to_flax(official, cfg))
+  return save(out, model, model_config, report, names, overwrite) if out is not None else None
+
+
+def save(out: str, model, model_config, report: Report, labels: list[str] | None,
+         overwrite: bool, **metadata) -> str:
+  """Atomic checkpoint save with vidjax.json (source, layout, converter, labels, report counts,
+  ``metadata``) and report.json beside it; notes the path in the report."""
+  from vidjax.models import checkpoint
   metadata = {
       "source": {k: report.source[k] for k in ("path", "sha256", "file_format", "container")},
       "layout": report.layout, "converter": f"python -m convert {report.command}",
-      "labels": labels, "report": report.counts(),
+      "labels": labels, "report": report.counts(), **metadata,
   }
-  return checkpoint.save(out, model, model_config, metadata, overwrite=overwrite,
+  path = checkpoint.save(out, model, model_config, metadata, overwrite=overwrite,
                          extra_files={"report.json": report.to_dict()})
+  report.notes.append(f"wrote {path}")
+  return path
 
 
 def read_source(path: str) -> tuple[dict[str, np.ndarray], io.Source]:
@@ -224,7 +232,7 @@ def read_source(path: str) -> tuple[dict[str, np.ndarray], io.Source]:
 
 
 # ---------------------------------------------------------------------- released checkpoints
-def convert_released(command: str, arch: str, sd: Mapping[str, np.ndarray], source: io.Source,
+def convert_released(arch: str, sd: Mapping[str, np.ndarray], source: io.Source,
                      layout_name: str, report: Report, head_key: str, model_config: Any, *,
                      out: str | None, labels: str | None, overwrite: bool, seed: int = 0,
                      describe=None):
@@ -260,16 +268,8 @@ def convert_released(command: str, arch: str, sd: Mapping[str, np.ndarray], sour
   del seed   # a complete checkpoint: nothing is initialised
   model = checkpoint.from_flat(model_config, layout.to_flax(sd, cfg))
   if out is not None:
-    metadata = {
-        "source": {key: report.source[key] for key in ("path", "sha256", "file_format",
-                                                       "container")},
-        "layout": report.layout, "converter": f"python -m convert {command}",
-        "labels": read_labels(labels, cfg.num_classes), "report": report.counts(),
-        "torch_buffers": buffers,
-    }
-    path = checkpoint.save(out, model, model_config, metadata, overwrite=overwrite,
-                           extra_files={"report.json": report.to_dict()})
-    report.notes.append(f"wrote {path}")
+    save(out, model, model_config, report, read_labels(labels, cfg.num_classes), overwrite,
+         torch_buffers=buffers)
   return model, report
 
 

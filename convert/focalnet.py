@@ -176,10 +176,6 @@ def convert(src: str, model_config: Any, *, out: str | None = None, labels: str 
     official[k] = _trunc_normal(rng, official[k].shape)
     report.reinitialised.append(f"{k} {common.shape_str(official[k].shape)} "
                                 "trunc_normal(std=.02), bias too, as the official main.py")
-  done = set(image) | {"head.weight", "head.bias"}
-  report.initialised = sorted(k for k in official if k not in done)
-  path = common.finish(model, cfg, layout, official, model_config, report, out,
-                       common.read_labels(labels, cfg.num_classes), overwrite)
-  if path:
-    report.notes.append(f"wrote {path}")
+  common.finish(model, cfg, layout, official, model_config, report, out, labels, overwrite,
+                written=set(image) | {"head.weight", "head.bias"})
   return model, report

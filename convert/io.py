@@ -70,6 +70,7 @@ from typing import Any, BinaryIO
 
 import ml_dtypes  # noqa: F401  (registers numpy "bfloat16", which safetensors.numpy needs)
 import numpy as np
+from tqdm import tqdm
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pyth", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -114,10 +115,16 @@ class Source:
 def sha256_of(path: str, chunk: int = 1 << 22) -> str:
   """Hex sha256 of a file, streamed."""
   h = hashlib.sha256()
-  with open(path, "rb") as f:
+  with open(path, "rb") as f, progress(os.path.getsize(path), "sha256", unit="B") as bar:
     while block := f.read(chunk):
       h.update(block)
+      bar.update(len(block))
   return h.hexdigest()
+
+
+def progress(total: int, desc: str, **kwargs) -> tqdm:
+  """A tqdm bar on stderr, shown only on a terminal (pipes and tests see nothing)."""
+  return tqdm(total=total, desc=desc, disable=None, leave=False, dynamic_ncols=True, **kwargs)
 
 
 def _one_line(e: BaseException) -> str:
@@ -133,7 +140,7 @@ def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str], 
   out, counts = {}, {}
   with safe_open(path, framework="numpy") as f:
     metadata = f.metadata() or {}
-    for key in f.keys():
+    for key in tqdm(f.keys(), desc="tensors", unit="tensor", disable=None, leave=False):
       dt = f.get_slice(key).get_dtype()
       try:
         arr = f.get_tensor(key)
@@ -675,6 +682,19 @@ def _unwrap(obj: Any, src: Source) -> Mapping[str, Any]:
   return obj
 
 
+def _add_tensor(sd: dict[str, np.ndarray], k: Any, v: Any, src: Source) -> None:
+  """``sd[k]`` = ``v`` as float32 / integer numpy, or ``v`` listed as skipped (not a tensor)."""
+  if isinstance(v, np.ndarray) and _is_tensor(v):
+    sd[str(k)] = _to_numpy_fp32(v)
+  elif _is_tensor(v):
+    dt = str(v.dtype).replace("torch.", "")
+    src.dtypes[dt] = src.dtypes.get(dt, 0) + 1
+    t = v.detach().cpu()
+    sd[str(k)] = (t.float().numpy() if t.is_floating_point() else t.numpy()).copy()
+  else:
+    src.skipped.append(f"{src.container or 'checkpoint'}[{k!r}] ({_type_name(v)}, not a tensor)")
+
+
 def read_state_dict(path: str) -> tuple[dict[str, np.ndarray], Source]:
   """Reads a weight file into ``{key: float32 / integer numpy array}`` plus provenance."""
   path = os.fspath(path)
@@ -702,16 +722,10 @@ def read_state_dict(path: str) -> tuple[dict[str, np.ndarray], Source]:
   except OSError as e:
     raise UnreadableFileError(f"{path}: cannot read the file ({_one_line(e)})") from None
   sd: dict[str, np.ndarray] = {}
-  for k, v in obj.items():
-    if isinstance(v, np.ndarray) and _is_tensor(v):
-      sd[str(k)] = _to_numpy_fp32(v)
-    elif _is_tensor(v):
-      dt = str(v.dtype).replace("torch.", "")
-      src.dtypes[dt] = src.dtypes.get(dt, 0) + 1
-      t = v.detach().cpu()
-      sd[str(k)] = (t.float().numpy() if t.is_floating_point() else t.numpy()).copy()
-    else:
-      src.skipped.append(f"{src.container or 'checkpoint'}[{k!r}] ({_type_name(v)}, not a tensor)")
+  with progress(len(obj), "tensors", unit="tensor") as bar:
+    for k, v in obj.items():
+      _add_tensor(sd, k, v, src)
+      bar.update(1)
   if not sd:
     raise ValueError(f"{path}: the state dict holds no tensors")
   prefixes = {k.split(".", 1)[0] for k in sd}

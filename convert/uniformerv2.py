@@ -71,7 +71,7 @@ def convert(src: str, model_config: Any, *, out: str | None = None, labels: str 
   sd, source = common.read_source(src)
   report = common.Report(command="uniformerv2", layout="", target="", source=source.to_dict())
   sd, report.layout = normalise(sd, report)
-  return common.convert_released("uniformerv2", "uniformerv2", sd, source, report.layout, report,
+  return common.convert_released("uniformerv2", sd, source, report.layout, report,
                                  HEAD_KEY, model_config, out=out, labels=labels,
                                  overwrite=overwrite, seed=seed, describe=describe)
 

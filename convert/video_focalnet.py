@@ -43,7 +43,7 @@ def convert(src: str, model_config: Any, *, out: str | None = None, labels: str 
   sd, source = common.read_source(src)
   report = common.Report(command="video-focalnet", layout=detect(sd), target="",
                          source=source.to_dict())
-  return common.convert_released("video-focalnet", "video_focalnet", sd, source, report.layout,
+  return common.convert_released("video_focalnet", sd, source, report.layout,
                                  report, HEAD_KEY, model_config, out=out, labels=labels,
                                  overwrite=overwrite, seed=seed, describe=describe)
 

@@ -20,10 +20,10 @@ import json
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
-                                          lock_config=False)
+from vidjax import cli
+
+_CONFIG = cli.define_config(lock_config=False)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "Training workdir or converted checkpoint directory.")
 _SPLIT = flags.DEFINE_string("split", "val", "Name used in the output files (the data comes "
@@ -54,4 +54,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(lambda argv: sys.exit(main(argv)))

@@ -21,6 +21,8 @@ import sys
 
 from absl import app, flags
 
+from vidjax import cli
+
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir or converted checkpoint.")
 _VIDEO = flags.DEFINE_multi_string("video", None, "Video file(s) or glob(s).")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print per video.")
@@ -135,4 +137,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(lambda argv: sys.exit(main(argv)))

@@ -3,6 +3,16 @@
   python experiments/prepare_data.py --format list --annotations DIR/train.txt --video_dir DIR \
       --labels DIR/classes.txt --out /data/mydata --split train --mode frames --fps 25 \
       --short_side 256 --workers 16
+  python experiments/prepare_data.py --config configs/uniformerv2/k400_b16_8x224.py:/data/k400 \
+      --config.data.video_dir=/raw/k400 --config.data.train_annotations=/raw/k400/train.csv \
+      --config.data.format=kinetics_csv --split train
+
+With ``--config FILE[:arg]`` (``--config.a.b=value`` overrides, as in ``train.py``) the
+experiment's ``data`` section gives the defaults of the flags not passed: ``--out`` =
+``data.data_dir``, ``--format``, ``--video_dir``, ``--labels``, ``--num_classes``,
+``--annotations`` (``data.train_annotations`` for ``data.train_split``, else
+``data.eval_annotations``), ``--short_side`` = ``data.video_short_side`` and the bad-input
+fractions; so the prepared dataset is the one that config trains on.
 
 Output (`--out`, a TFDS folder dataset; read with `tfds.builder_from_directory(out)` or
 `vidjax.data.sources.PreparedSource(out, split)`): shards
@@ -33,10 +43,12 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 
 import numpy as np
 from tqdm import tqdm
 
+from vidjax import cli
 from vidjax.data import config, decode, sources, transforms
 
 _DEFAULTS = config.base_data()
@@ -145,6 +157,7 @@ class PrepareError(ValueError):
 
 def prepare(args) -> str:
   from array_record.python.array_record_module import ArrayRecordWriter
+  args = resolve(args)
   ann = sources.parse_annotations(args.format, annotations=args.annotations,
                                   video_dir=args.video_dir, labels=args.labels,
                                   num_classes=args.num_classes or None, strict=args.strict)
@@ -229,19 +242,33 @@ def prepare(args) -> str:
   return args.out
 
 
+# Flags whose default comes from the experiment config's ``data`` section under --config (else
+# the value here): flag -> (config.data field, default without a config).
+FROM_CONFIG = {
+    "format": ("format", "list"), "video_dir": ("video_dir", ""), "labels": ("labels", ""),
+    "num_classes": ("num_classes", 0), "out": ("data_dir", ""),
+    "short_side": ("video_short_side", 256),
+    "max_missing_fraction": ("max_missing_fraction", _DEFAULTS.max_missing_fraction),
+    "min_usable_fraction": ("min_usable_fraction", _DEFAULTS.min_usable_fraction),
+}
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--format", default="list", choices=["kinetics_csv", "ssv2_json", "list", "folders"])
-  p.add_argument("--annotations", default="")
-  p.add_argument("--video_dir", required=True)
-  p.add_argument("--labels", default="", help="class names (txt/json); ssv2: labels JSON")
-  p.add_argument("--num_classes", type=int, default=0)
-  p.add_argument("--out", required=True)
+  p.add_argument("--config", metavar="FILE[:arg]", help="experiment config whose data section "
+                 "gives the defaults below (--config.a.b=value overrides a field)")
+  p.add_argument("--format", choices=["kinetics_csv", "ssv2_json", "list", "folders"],
+                 help="default: list")
+  p.add_argument("--annotations", help="default: none (folders format)")
+  p.add_argument("--video_dir", help="required (or data.video_dir of --config)")
+  p.add_argument("--labels", help="class names (txt/json); ssv2: labels JSON")
+  p.add_argument("--num_classes", type=int, help="default: 0 (from the labels)")
+  p.add_argument("--out", help="required (or data.data_dir of --config)")
   p.add_argument("--name", default="videos")
   p.add_argument("--split", default="train")
   p.add_argument("--mode", default="frames", choices=["frames", "video"])
   p.add_argument("--fps", type=float, default=25.0, help="frames mode: output fps (0 = keep all)")
-  p.add_argument("--short_side", type=int, default=256, help="frames mode: 0 = keep size")
+  p.add_argument("--short_side", type=int, help="frames mode: 0 = keep size; default 256")
   p.add_argument("--quality", type=int, default=90)
   p.add_argument("--compression", default="uncompressed", choices=["uncompressed", "snappy", "brotli", "zstd"],
                  help="ArrayRecord chunk codec (JPEG/mp4 payloads are already compressed)")
@@ -250,23 +277,52 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--strict", action="store_true", help="fail on any annotation problem")
-  p.add_argument("--max_missing_fraction", type=float, default=_DEFAULTS.max_missing_fraction,
+  p.add_argument("--max_missing_fraction", type=float,
                  help="a video missing more than this fraction of its declared frames is "
-                      "truncated (skipped); 1 disables the check")
-  p.add_argument("--min_usable_fraction", type=float, default=_DEFAULTS.min_usable_fraction,
+                      f"truncated (skipped); 1 disables the check; default "
+                      f"{_DEFAULTS.max_missing_fraction}")
+  p.add_argument("--min_usable_fraction", type=float,
                  help="refuse when fewer than this fraction of the annotated videos are found "
-                      "or readable")
+                      f"or readable; default {_DEFAULTS.min_usable_fraction}")
   return p
 
 
-def main(argv=None) -> str:
-  """CLI: bad input (missing file or folder, wrong --video_dir, bad annotations) exits with
-  one line instead of a traceback."""
+def resolve(args: argparse.Namespace, data=None) -> argparse.Namespace:
+  """Fills the flags left unset from ``data`` (an experiment's ``config.data``) or the defaults."""
+  for flag, (field, default) in FROM_CONFIG.items():
+    if getattr(args, flag) is None:
+      setattr(args, flag, data[field] if data is not None else default)
+  if args.annotations is None:
+    args.annotations = "" if data is None else (
+        data.train_annotations if args.split == data.train_split else data.eval_annotations)
+  for flag in ("video_dir", "out"):
+    if not getattr(args, flag):
+      raise ValueError(f"--{flag} is required (or --config with data."
+                       f"{FROM_CONFIG[flag][0]} set)")
+  return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  """The command line, ``--config FILE[:arg]`` and its ``--config.*`` overrides resolved."""
+  argv, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser().parse_args(argv)
+  if overrides and not args.config:
+    raise cli.ConfigError(f"{overrides[0]} needs --config FILE")
+  data = None
+  if args.config:
+    data = cli.load_config(args.config, overrides).get("data")
+    if data is None:
+      raise cli.ConfigError(f"--config {args.config}: the config has no data section")
+  return resolve(args, data)
+
+
+def main(argv=None) -> str:
+  """CLI: bad input (a bad --config or field, missing file or folder, wrong --video_dir, bad
+  annotations) is one ``error:`` line and exit code 2 instead of a traceback."""
   try:
-    return prepare(args)
-  except (OSError, ValueError) as e:  # FileNotFoundError, AnnotationError, PrepareError, ...
-    raise SystemExit(f"prepare_data: {e}".replace("\n", "; ")) from None
+    return prepare(parse_args(argv))
+  except (OSError, ValueError) as e:  # ConfigError, AnnotationError, PrepareError, ...
+    cli.fail(f"prepare_data: {e}".replace("\n", "; "))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ import jax
 import jax.numpy as jnp
 from absl import app, logging
 from flax import nnx
-from ml_collections import config_flags
 
-from vidjax import models
+from vidjax import cli, models
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+_CONFIG = cli.define_config(lock_config=True)
 
 
 def param_table(model: nnx.Module) -> tuple[dict[str, int], int]:
@@ -98,4 +97,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, errors=(ValueError, KeyError))

@@ -1,7 +1,5 @@
 """UniFormerV2-L/14 on ActivityNet-1.3 (200 classes), 16x224, initialised from k400/k400+k710_uniformerv2_l14_16x224.
 
-Official ``exp/anet/anet_l14_16x224/run.sh``; zoo ``anet/anet_uniformerv2_l14_16x224.pyth`` (top-1 94.3).
-Global batch 64 videos, lr 5e-6, 20 epochs (5 warmup), test 10 clips x 3 crops.
 ``DELETE_SPECIAL_HEAD``: the head is re-initialised.
 Gradient checkpointing (``CHECKPOINT_NUM [1]``): ``model.remat_policy='full'``.
 """

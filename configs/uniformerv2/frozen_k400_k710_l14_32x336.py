@@ -1,7 +1,5 @@
 """UniFormerV2-L/14@336 frozen on Kinetics-400 (400 classes), 32x336, initialised from k710/frozen_k710_uniformerv2_l14_8x336.
 
-Official ``exp/k400/frozen_k400+k710_l14_f32x336/run.sh``; zoo ``k400/frozen_k400_k710_uniformerv2_l14_32x336.pyth`` (top-1 88.9).
-Global batch 256 videos, lr 5e-5, 5 epochs (1 warmup), test 3 clips x 1 crops.
 The head keeps the first 400 rows of the source head (the K400 classes).
 """
 

@@ -1,8 +1,4 @@
-"""UniFormerV2-L/14@336 frozen on Kinetics-600 (600 classes), 8x336, initialised from CLIP.
-
-Official ``exp/k600/frozen_k600_l14_f8x336/run.sh``; zoo ``k600/frozen_k600_uniformerv2_l14_8x336.pyth`` (top-1 87.4).
-Global batch 512 videos, lr 8e-4, 50 epochs (0 warmup), test 3 clips x 1 crops.
-"""
+"""UniFormerV2-L/14@336 frozen on Kinetics-600 (600 classes), 8x336, initialised from CLIP."""
 
 from vidjax.configs import uniformerv2
 

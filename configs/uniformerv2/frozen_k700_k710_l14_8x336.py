@@ -1,7 +1,5 @@
 """UniFormerV2-L/14@336 frozen on Kinetics-700 (700 classes), 8x336, initialised from k710/frozen_k710_uniformerv2_l14_8x336.
 
-Official ``exp/k700/frozen_k700+k710_l14_f8x336/run.sh``; zoo ``k700/frozen_k700_k710_uniformerv2_l14_8x336.pyth`` (top-1 79.7).
-Global batch 512 videos, lr 5e-5, 5 epochs (1 warmup), test 3 clips x 1 crops.
 The head keeps the K710 rows of the authors' ``label_mixto700.json``: set ``--config.init_from.label_map=FILE``.
 """
 

@@ -1,7 +1,5 @@
 """UniFormerV2-B/16 on Kinetics-400 (400 classes), 8x224, initialised from k710/k710_uniformerv2_b16_8x224.
 
-Official ``exp/k400/k400+k710_b16_f8x224/run.sh``; zoo ``k400/k400_k710_uniformerv2_b16_8x224.pyth`` (top-1 85.6).
-Global batch 256 videos, lr 2e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
 ``DELETE_SPECIAL_HEAD``: the head is re-initialised.
 """
 

@@ -1,7 +1,5 @@
 """UniFormerV2-L/14 on Kinetics-400 (400 classes), 32x224, initialised from k710/k710_uniformerv2_l14_8x224.
 
-Official ``exp/k400/k400+k710_l14_f32x224/run.sh``; zoo ``k400/k400_k710_uniformerv2_l14_32x224.pyth`` (top-1 89.3).
-Global batch 128 videos, lr 1.5e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
 ``DELETE_SPECIAL_HEAD``: the head is re-initialised.
 """
 

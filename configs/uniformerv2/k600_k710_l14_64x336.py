@@ -1,7 +1,5 @@
 """UniFormerV2-L/14@336 on Kinetics-600 (600 classes), 64x336, initialised from k710/k710_uniformerv2_l14_8x336.
 
-Official ``exp/k600/k600+k710_l14_f64x336/run.sh``; zoo ``k600/k600_k710_uniformerv2_l14_64x336.pyth`` (top-1 90.1).
-Global batch 128 videos, lr 1.5e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
 The head keeps the K710 rows of the authors' ``label_mixto600.json``: set ``--config.init_from.label_map=FILE``.
 Gradient checkpointing (``CHECKPOINT_NUM [24]``): ``model.remat_policy='full'``.
 """

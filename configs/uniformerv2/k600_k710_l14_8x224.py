@@ -1,7 +1,5 @@
 """UniFormerV2-L/14 on Kinetics-600 (600 classes), 8x224, initialised from k710/k710_uniformerv2_l14_8x224.
 
-Official ``exp/k600/k600+k710_l14_f8x224/run.sh``; zoo ``k600/k600_k710_uniformerv2_l14_8x224.pyth`` (top-1 89.0).
-Global batch 256 videos, lr 1.5e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
 The head keeps the K710 rows of the authors' ``label_mixto600.json``: set ``--config.init_from.label_map=FILE``.
 """
 

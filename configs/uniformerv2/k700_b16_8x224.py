@@ -1,8 +1,4 @@
-"""UniFormerV2-B/16 on Kinetics-700 (700 classes), 8x224, initialised from CLIP.
-
-Official ``exp/k700/k700_b16_f8x224/run.sh``; zoo ``k700/k700_uniformerv2_b16_8x224.pyth`` (top-1 75.8).
-Global batch 256 videos, lr 1e-5, 55 epochs (5 warmup), test 4 clips x 3 crops.
-"""
+"""UniFormerV2-B/16 on Kinetics-700 (700 classes), 8x224, initialised from CLIP."""
 
 from vidjax.configs import uniformerv2
 

@@ -1,7 +1,5 @@
 """UniFormerV2-B/16 on Kinetics-700 (700 classes), 8x224, initialised from k710/k710_uniformerv2_b16_8x224.
 
-Official ``exp/k700/k700+k710_b16_f8x224/run.sh``; zoo ``k700/k700_k710_uniformerv2_b16_8x224.pyth`` (top-1 76.3).
-Global batch 256 videos, lr 2e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
 The head keeps the K710 rows of the authors' ``label_mixto700.json``: set ``--config.init_from.label_map=FILE``.
 """
 

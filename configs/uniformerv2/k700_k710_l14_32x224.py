@@ -1,7 +1,5 @@
 """UniFormerV2-L/14 on Kinetics-700 (700 classes), 32x224, initialised from k710/k710_uniformerv2_l14_8x224.
 
-Official ``exp/k700/k700+k710_l14_f32x224/run.sh``; zoo ``k700/k700_k710_uniformerv2_l14_32x224.pyth`` (top-1 81.5).
-Global batch 128 videos, lr 1.5e-6, 5 epochs (1 warmup), test 4 clips x 3 crops.
 The head keeps the K710 rows of the authors' ``label_mixto700.json``: set ``--config.init_from.label_map=FILE``.
 """
 

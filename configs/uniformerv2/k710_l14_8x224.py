@@ -1,8 +1,4 @@
-"""UniFormerV2-L/14 on Kinetics-710 (710 classes), 8x224, initialised from CLIP.
-
-Official ``exp/k710/k710_l14_f8x224/run.sh``; zoo ``k710/k710_uniformerv2_l14_8x224.pyth`` (no published top-1).
-Global batch 512 videos, lr 1e-5, 40 epochs (5 warmup), test 4 clips x 3 crops.
-"""
+"""UniFormerV2-L/14 on Kinetics-710 (710 classes), 8x224, initialised from CLIP."""
 
 from vidjax.configs import uniformerv2
 

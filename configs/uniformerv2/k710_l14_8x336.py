@@ -1,8 +1,4 @@
-"""UniFormerV2-L/14@336 on Kinetics-710 (710 classes), 8x336, initialised from CLIP.
-
-Official ``exp/k710/k710_l14_f8x336/run.sh``; zoo ``k710/k710_uniformerv2_l14_8x336.pyth`` (no published top-1).
-Global batch 256 videos, lr 5e-6, 40 epochs (5 warmup), test 4 clips x 3 crops.
-"""
+"""UniFormerV2-L/14@336 on Kinetics-710 (710 classes), 8x336, initialised from CLIP."""
 
 from vidjax.configs import uniformerv2
 

@@ -1,7 +1,5 @@
 """UniFormerV2-B/16 on Moments in Time v1 (339 classes), 8x224, initialised from k400/k400+k710_uniformerv2_b16_8x224.
 
-Official ``exp/mit/mit_b16_f8x224/run.sh``; zoo ``mitv1/mit_uniformerv2_b16_8x224.pyth`` (top-1 42.6).
-Global batch 512 videos, lr 2e-5, 24 epochs (5 warmup), test 4 clips x 3 crops.
 ``DELETE_SPECIAL_HEAD``: the head is re-initialised.
 """
 

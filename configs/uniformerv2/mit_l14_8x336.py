@@ -1,7 +1,5 @@
 """UniFormerV2-L/14@336 on Moments in Time v1 (339 classes), 8x336, initialised from k400/k400+k710_uniformerv2_l14_8x336.
 
-Official ``exp/mit/mit_l14_f8x336/run.sh``; zoo ``mitv1/mit_uniformerv2_l14_8x336.pyth`` (top-1 47.8).
-Global batch 512 videos, lr 1e-5, 18 epochs (5 warmup), test 4 clips x 3 crops.
 ``DELETE_SPECIAL_HEAD``: the head is re-initialised.
 Gradient checkpointing (``CHECKPOINT_NUM [21]``): ``model.remat_policy='full'``.
 """

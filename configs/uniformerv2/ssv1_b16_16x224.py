@@ -1,8 +1,4 @@
-"""UniFormerV2-B/16 on Something-Something V1 (174 classes), 16x224, initialised from CLIP.
-
-Official ``exp/sthv1/ssv1_b16_f16x224/run.sh``; zoo ``sthv1/sthv1_uniformerv2_b16_16x224.pyth`` (top-1 56.8).
-Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 4e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
-"""
+"""UniFormerV2-B/16 on Something-Something V1 (174 classes), 16x224, initialised from CLIP."""
 
 from vidjax.configs import uniformerv2
 

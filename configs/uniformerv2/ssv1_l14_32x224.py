@@ -1,7 +1,5 @@
 """UniFormerV2-L/14 on Something-Something V1 (174 classes), 32x224, initialised from CLIP.
 
-Official ``exp/sthv1/ssv1_l14_f32x224/run.sh``; zoo ``sthv1/sthv1_uniformerv2_l14_32x224.pyth`` (top-1 62.7).
-Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 2e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
 Gradient checkpointing (``CHECKPOINT_NUM [15]``): ``model.remat_policy='full'``.
 """
 

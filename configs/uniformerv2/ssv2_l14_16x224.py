@@ -1,7 +1,5 @@
 """UniFormerV2-L/14 on Something-Something V2 (174 classes), 16x224, initialised from CLIP.
 
-Official ``exp/sthv2/ssv2_l14_f16x224/run.sh``; zoo ``sthv2/sthv2_uniformerv2_l14_16x224.pyth`` (top-1 72.1).
-Global batch 128 videos x 2 repeated augmentations = 256 clips, lr 2e-5, 22 epochs (5 warmup), test 1 clips x 3 crops.
 Gradient checkpointing (``CHECKPOINT_NUM [15]``): ``model.remat_policy='full'``.
 """
 

@@ -1,10 +1,4 @@
-"""Video-FocalNet-B on ssv2: 174 classes, 8x224, drop-path 0.5.
-
-Official yaml: ``TalalWasim/Video-FocalNets/configs/ssv2/video-focalnet_base.yaml`` (commit 39eba99);
-checkpoint: SSv2 Video-FocalNet-B (71.1 top-1, Drive id 1MIPLjMVDmYEY5jmJs8pRRIj4gKNVqETg, `video-focalnet_base_ssv2.pth`).
-Init: microsoft ``focalnet_base_srf.pth``.
-Total batch 128 = 8 x 16 GPUs (scripts/), lr scaled by batch/512.
-"""
+"""Video-FocalNet-B on ssv2: 174 classes, 8x224, drop-path 0.5."""
 
 from vidjax.configs import video_focalnet
 

@@ -92,7 +92,10 @@ def test_param_counts_equal_official_models(overrides, expected):
 
 
 def test_param_count_loop_equals_scan_b16():
-  assert n_params(models.abstract(dict(name="uniformerv2"))) == 114_552_208
+  loop = models.abstract(dict(name="uniformerv2"))
+  scan = models.abstract(dict(name="uniformerv2", scan_layers=True))
+  assert scan.transformer.resblocks.attn.q_proj.kernel.shape == (12, 768, 768)  # stacked: scan
+  assert n_params(loop) == n_params(scan) == 114_552_208
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)

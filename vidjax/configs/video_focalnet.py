@@ -1,7 +1,7 @@
 """Video-FocalNet experiments: one function, :func:`experiment`, for the seven released yamls.
 
-Values follow TalalWasim/Video-FocalNets (``configs/*/*.yaml``, ``config.py``, ``main.py``,
-``optimizer.py``, ``lr_scheduler.py``, ``scripts/*``):
+Values follow TalalWasim/Video-FocalNets at commit 39eba99 (``configs/*/*.yaml``, ``config.py``,
+``main.py``, ``optimizer.py``, ``lr_scheduler.py``, ``scripts/*``):
 
 * SGD, Nesterov momentum 0.9, global-norm clip 5.0; ``BASE_LR 0.1``, ``WARMUP_LR`` = ``MIN_LR``
   1e-3, all three scaled by (global batch / 512) in ``main.py``; 8 clips per GPU, the GPU count
@@ -54,7 +54,13 @@ def experiment(arg: str | None, *, variant: str, dataset: str, num_classes: int,
                flip: float = 0.5, label_smoothing: float = 0.1, yaml: str = "",
                checkpoint: str = "", top1: float | None = None,
                **model_overrides) -> ml_collections.ConfigDict:
-  """One released yaml; ``arg`` = a prepared dataset directory (``data.data_dir``)."""
+  """One released yaml; ``arg`` = a prepared dataset directory (``data.data_dir``).
+
+  ``gpus``: the GPU count of the yaml's ``scripts/*.sh`` (global batch = 8 x gpus, lr scaled by
+  batch / 512); ``yaml``, ``checkpoint`` (Drive URL of the released weights), ``top1``: the
+  official run (documentation, ``config.official``). The ImageNet init is
+  ``IMAGENET_INIT[variant]`` (microsoft ``focalnet_<variant>_srf.pth``).
+  """
   c = ml_collections.ConfigDict()
   c.model = model(variant, num_classes, **model_overrides)
   batch = BATCH_PER_GPU * gpus

@@ -44,7 +44,7 @@ is then excluded from training by :func:`trainable_filter`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
 from typing import Any
 
 import jax
@@ -201,9 +201,8 @@ class Config:
     return self.image_size // self.patch_size
 
 
-def config_from_dict(d: Mapping[str, Any]) -> Config:
-  """Builds a :class:`Config` from ``config.model`` (``name`` ignored); rejects unknown keys."""
-  return layers.config_from_dict(Config, d, "UniFormerV2")
+# ``config.model`` -> :class:`Config` (``name`` ignored; unknown keys rejected with the nearest).
+config_from_dict = functools.partial(layers.config_from_dict, Config, network="UniFormerV2")
 
 
 def trainable_filter(cfg: Config) -> Any:
@@ -243,14 +242,6 @@ def _conv(cin: int, cout: int, kernel: tuple[int, int, int], cfg: Config, *, rng
                      kernel_init=kernel_init, bias_init=bias_init)
 
 
-def _dense(cfg: Config, cin: int, cout: int, names, *, rngs: nnx.Rngs,
-           kernel_init: layers.Initializer = layers.torch_kernel_init,
-           bias_init: layers.Initializer = _zeros, dtype: Any = None) -> nnx.Linear:
-  """``layers.dense`` with UniFormerV2's default kernel init (PyTorch's nn.Linear)."""
-  return layers.dense(cfg, cin, cout, names, rngs=rngs, kernel_init=kernel_init,
-                      bias_init=bias_init, dtype=dtype)
-
-
 # ----------------------------------------------------------------------------------------------
 # Building blocks.
 
@@ -266,11 +257,11 @@ class MultiheadAttention(nnx.Module):
     self.heads = heads
     self.impl = impl
     qkv = dict(kernel_init=_packed_xavier, rngs=rngs)
-    self.q_proj = _dense(cfg, width, width, ("embed", "heads"), **qkv)
-    self.k_proj = _dense(cfg, width, width, ("embed", "heads"), **qkv)
-    self.v_proj = _dense(cfg, width, width, ("embed", "heads"), **qkv)
-    self.out_proj = _dense(cfg, width, width, ("heads", "embed"), rngs=rngs,
-                           kernel_init=_zeros if zero_out else layers.torch_kernel_init)
+    self.q_proj = layers.dense(cfg, width, width, ("embed", "heads"), **qkv)
+    self.k_proj = layers.dense(cfg, width, width, ("embed", "heads"), **qkv)
+    self.v_proj = layers.dense(cfg, width, width, ("embed", "heads"), **qkv)
+    self.out_proj = layers.dense(cfg, width, width, ("heads", "embed"), rngs=rngs,
+                                 kernel_init=_zeros if zero_out else layers.torch_kernel_init)
 
   def __call__(self, x: Array, y: Array, *, weights: bool = False) -> Array | tuple[Array, Array]:
     """Queries from x [B, Lq, C] attend over y [B, Lk, C].
@@ -291,10 +282,10 @@ class Mlp(nnx.Module):
   def __init__(self, width: int, hidden: int, cfg: Config, *, rngs: nnx.Rngs,
                dropout: float | None = None, fc_init: layers.Initializer = layers.torch_kernel_init,
                zero_proj: bool = False):
-    self.c_fc = _dense(cfg, width, hidden, ("embed", "mlp"), kernel_init=fc_init, rngs=rngs)
+    self.c_fc = layers.dense(cfg, width, hidden, ("embed", "mlp"), kernel_init=fc_init, rngs=rngs)
     self.dropout = layers.dropout(dropout, rngs) if dropout is not None else None
-    self.c_proj = _dense(cfg, hidden, width, ("mlp", "embed"), rngs=rngs,
-                         kernel_init=_zeros if zero_proj else layers.torch_kernel_init)
+    self.c_proj = layers.dense(cfg, hidden, width, ("mlp", "embed"), rngs=rngs,
+                               kernel_init=_zeros if zero_proj else layers.torch_kernel_init)
 
   def __call__(self, x: Array) -> Array:
     h = layers.quick_gelu(self.c_fc(x))
@@ -410,8 +401,9 @@ class Head(nnx.Module):
   def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
     self.norm = layers.norm(cfg, cfg.width, rngs=rngs)
     self.dropout = layers.dropout(cfg.cls_dropout, rngs)
-    self.fc = _dense(cfg, cfg.width, cfg.num_classes, ("embed", "classes"), rngs=rngs,
-                     bias_init=layers.torch_uniform(cfg.width), dtype=jnp.float32)
+    self.fc = layers.dense(cfg, cfg.width, cfg.num_classes, ("embed", "classes"), rngs=rngs,
+                           kernel_init=layers.torch_kernel_init,
+                           bias_init=layers.torch_uniform(cfg.width), dtype=jnp.float32)
 
   def __call__(self, z: Array) -> Array:
     return self.fc(self.dropout(self.norm(z))).astype(jnp.float32)

@@ -34,8 +34,8 @@ ablations the paper describes in two sentences each, implemented here as simply 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -159,9 +159,8 @@ def _validate(c: Config) -> None:
   layers.remat_policy(c.remat_policy)
 
 
-def config_from_dict(d: Mapping[str, Any]) -> Config:
-  """Builds a :class:`Config` from ``config.model`` (``name`` ignored); rejects unknown keys."""
-  return layers.config_from_dict(Config, d, "Video-FocalNet")
+# ``config.model`` -> :class:`Config` (``name`` ignored; unknown keys rejected with the nearest).
+config_from_dict = functools.partial(layers.config_from_dict, Config, network="Video-FocalNet")
 
 
 # ----------------------------------------------------------------------------- initialisers
@@ -170,12 +169,6 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
 # it is N(0, 0.02^2) in practice; flax's truncated_normal would cut at 2 sigma instead. Biases 0;
 # convolutions keep PyTorch's default U(+-1/sqrt(fan_in)) (the ``layers.conv`` default).
 _TRUNC = nnx.initializers.normal(stddev=0.02)
-
-
-def _dense(cfg: Config, din: int, dout: int, names, *, rngs: nnx.Rngs,
-           dtype: Any = None) -> nnx.Linear:
-  """``layers.dense`` with the official Linear init (N(0, 0.02^2), bias 0)."""
-  return layers.dense(cfg, din, dout, names, rngs=rngs, kernel_init=_TRUNC, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- modulation
@@ -243,9 +236,10 @@ class FocalModulation(nnx.Module):
   def __init__(self, cfg: Config, dim: int, level: int, kernels: Sequence[int], *,
                factorized_3d: bool = False, rngs: nnx.Rngs):
     self.level, self.normalize = level, cfg.normalize_modulator
-    self.f = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
-    self.h = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
-    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.f = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
+                          rngs=rngs, kernel_init=_TRUNC)
+    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
+    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
     self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
     self.focal_layers_temporal = (_temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
                                   if factorized_3d else None)
@@ -281,15 +275,18 @@ class SpatioTemporalFocalModulation(nnx.Module):
                rngs: nnx.Rngs):
     self.level, self.normalize, self.fusion_kind = level, cfg.normalize_modulator, \
         cfg.modulator_fusion
-    self.f = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
-    self.h = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.f = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
+                          rngs=rngs, kernel_init=_TRUNC)
+    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
     self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
-    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
-    self.f_temporal = _dense(cfg, dim, dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
-    self.h_temporal = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
+    self.f_temporal = layers.dense(cfg, dim, dim + level + 1, ("embed", "focal_proj"),
+                                   rngs=rngs, kernel_init=_TRUNC)
+    self.h_temporal = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
+                                   rngs=rngs, kernel_init=_TRUNC)
     self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
     self.ln = layers.norm(cfg, dim, rngs=rngs) if cfg.use_postln_in_modulation else None
-    self.fusion = (_dense(cfg, 2 * dim, dim, ("mlp", "embed"), rngs=rngs)
+    self.fusion = (layers.dense(cfg, 2 * dim, dim, ("mlp", "embed"), rngs=rngs, kernel_init=_TRUNC)
                    if cfg.modulator_fusion == "projection" else None)
 
   def __call__(self, x: Array, num_frames: int, capture: bool = False):
@@ -326,10 +323,12 @@ class TemporalFocalModulation(nnx.Module):
   def __init__(self, cfg: Config, dim: int, level: int, kernels: Sequence[int], *,
                rngs: nnx.Rngs):
     self.normalize = cfg.normalize_modulator
-    self.f_temporal = _dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"), rngs=rngs)
-    self.h_temporal = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.f_temporal = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
+                                   rngs=rngs, kernel_init=_TRUNC)
+    self.h_temporal = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
+                                   rngs=rngs, kernel_init=_TRUNC)
     self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=True)
-    self.proj = _dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs)
+    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
 
   def __call__(self, x: Array, num_frames: int, capture: bool = False):
     """[B*T, H, W, C] -> same; ``capture`` also returns ``{'temporal': h_temporal(ctx_t)}``."""
@@ -357,8 +356,8 @@ class Mlp(nnx.Module):
   """fc1 C->rC, exact GELU, fc2 rC->C (one ``drop``out after each, ``drop_rate``, 0 as released)."""
 
   def __init__(self, cfg: Config, dim: int, hidden: int, *, rngs: nnx.Rngs):
-    self.fc1 = _dense(cfg, dim, hidden, ("embed", "mlp"), rngs=rngs)
-    self.fc2 = _dense(cfg, hidden, dim, ("mlp", "embed"), rngs=rngs)
+    self.fc1 = layers.dense(cfg, dim, hidden, ("embed", "mlp"), rngs=rngs, kernel_init=_TRUNC)
+    self.fc2 = layers.dense(cfg, hidden, dim, ("mlp", "embed"), rngs=rngs, kernel_init=_TRUNC)
     self.drop = _maybe_dropout(cfg.drop_rate)
 
   def __call__(self, x: Array) -> Array:
@@ -534,7 +533,8 @@ class Model(nnx.Module):
         [cfg.drop_path_rate] * cfg.depths[-1], None, rngs=rngs)
                              if cfg.design == "factorized_encoder" else None)
     self.norm = layers.norm(cfg, dims[-1], rngs=rngs)
-    self.head = _dense(cfg, dims[-1], cfg.num_classes, ("embed", "classes"), rngs=rngs,
+    self.head = layers.dense(cfg, dims[-1], cfg.num_classes, ("embed", "classes"),
+                             rngs=rngs, kernel_init=_TRUNC,
                        dtype=jnp.float32)
     if cfg.drop_path_rate > 0 or cfg.drop_rate > 0:
       nnx.reseed(self, dropout=rngs.dropout(), policy="match_shape")
