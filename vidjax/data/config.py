@@ -36,7 +36,11 @@ def base_data(**overrides) -> ml_collections.ConfigDict:
       color_jitter_prob=0.0, color_jitter=(0.4, 0.4, 0.2, 0.1), grayscale_prob=0.0,
       # jitter_mode: 'released' (one jitter and one gray coin per clip, jitter factors drawn per
       # frame, as Video-FocalNets), 'per_frame' (coins and factors per frame) or 'per_clip'.
-      jitter_mode="released", num_samples=1))
+      jitter_mode="released", num_samples=1,
+      # augment_on: 'host' (PIL, everything on the host) or 'device': the host samples every
+      # parameter and applies the geometry (crop, fused geometric warp); RandAugment's colour
+      # ops, flip, jitter and gray run in the train step (`vidjax.data.device_aug.apply`).
+      augment_on="host"))
   # Evaluation views: num_clips temporal × num_crops spatial after short side → eval short_side.
   c.eval = ml_collections.ConfigDict(dict(num_clips=4, num_crops=3, short_side=224,
                                           resample="bilinear"))

@@ -72,7 +72,7 @@ import grain
 import jax
 import numpy as np
 
-from vidjax.data import decode, sampling, sources, transforms
+from vidjax.data import decode, device_aug, sampling, sources, transforms
 
 _log = logging.getLogger("vidjax.data")
 
@@ -101,6 +101,13 @@ class ClipLoader:
     if self.cfg["train"]["randaug_mode"] not in ("exact", "fused"):
       raise ValueError(f"data.train.randaug_mode={self.cfg['train']['randaug_mode']!r}: "
                        "expected 'exact' or 'fused'")
+    augment_on = self.cfg["train"].get("augment_on", "host")
+    if augment_on not in ("host", "device"):
+      raise ValueError(f"data.train.augment_on={augment_on!r}: expected 'host' or 'device'")
+    self.device_aug = train and augment_on == "device"
+    if self.device_aug and self.cfg["train"]["randaug_mode"] == "exact":
+      raise ValueError("data.train.augment_on='device' needs data.train.randaug_mode='fused' "
+                       "(the colour ops run after the crop)")
     if self.cfg["train"]["jitter_mode"] not in transforms.JITTER_MODES:
       raise ValueError(f"data.train.jitter_mode={self.cfg['train']['jitter_mode']!r}: "
                        f"expected one of {transforms.JITTER_MODES}")
@@ -138,6 +145,10 @@ class ClipLoader:
 
   # -- one element ---------------------------------------------------------------------------
   def _train_clip(self, n, get, hw, rng) -> np.ndarray:
+    return self._train_sample(n, get, hw, rng)[0]
+
+  def _train_sample(self, n, get, hw, rng) -> tuple[np.ndarray, dict | None]:
+    """(uint8 clip [T, H, W, 3], device augmentation parameters or None on the host path)."""
     c, t = self.cfg, self.cfg["train"]
     idx = sampling.train_indices(c["sampling"], n, c["num_frames"], c["stride"], rng)
     box = transforms.sample_rrc(rng, hw[0], hw[1], t["scale"], t["ratio"])
@@ -150,17 +161,25 @@ class ClipLoader:
     if t["randaug_mode"] == "exact":  # released order: every op on the full frame, then crop
       imgs = transforms.rand_augment(imgs, ops, interpolation=t["randaug_interpolation"])
       imgs = transforms.resized_crop(imgs, dbox, out, t["resample"])
+      ops = []
     else:  # 'fused': geometric ops and the crop as one warp, then the colour ops
       geo = [o for o in ops if o[0] in transforms.GEOMETRIC_OPS]
       imgs = (transforms.fused_warp(imgs, geo, hw, box, out, t["resample"]) if geo
               else transforms.resized_crop(imgs, dbox, out, t["resample"]))
-      imgs = transforms.rand_augment(imgs, [o for o in ops if o[0] not in transforms.GEOMETRIC_OPS])
+      ops = [o for o in ops if o[0] not in transforms.GEOMETRIC_OPS]
+    jitter, gray = None, None
+    if t["color_jitter_prob"] > 0 or t["grayscale_prob"] > 0:
+      jitter, gray = transforms.sample_jitter_and_gray(
+          rng, len(imgs), t["color_jitter_prob"], t["color_jitter"], t["grayscale_prob"],
+          t["jitter_mode"])
+    if self.device_aug:  # the rest runs in the train step (`device_aug.apply`)
+      return transforms.to_numpy(imgs), device_aug.encode_params(len(imgs), ops, flip, jitter, gray)
+    imgs = transforms.rand_augment(imgs, ops)
     if flip:
       imgs = transforms.hflip(imgs)
-    if t["color_jitter_prob"] > 0 or t["grayscale_prob"] > 0:
-      imgs = transforms.jitter_and_gray(rng, imgs, t["color_jitter_prob"], t["color_jitter"],
-                                        t["grayscale_prob"], t["jitter_mode"])
-    return transforms.to_numpy(imgs)
+    if jitter is not None:
+      imgs = transforms.apply_jitter_and_gray(imgs, jitter, gray)
+    return transforms.to_numpy(imgs), None
 
   def _eval_views(self, n, get, hw) -> np.ndarray:
     c, e = self.cfg, self.cfg["eval"]
@@ -179,11 +198,16 @@ class ClipLoader:
     rec = self.source[index]
     n, get, hw = self._frames_source(rec)
     reps = self.cfg["train"]["num_samples"]
-    clips = [self._train_clip(n, get, hw, rng) for _ in range(reps)]
+    clips, params = zip(*[self._train_sample(n, get, hw, rng) for _ in range(reps)])
     blank = [is_blank(x) for x in clips]
     if reps == 1:
-      return {"clip": clips[0], "label": np.int32(rec["label"]), "blank": np.bool_(blank[0])}
-    return {"clip": np.stack(clips), "label": np.int32(rec["label"]), "blank": np.array(blank)}
+      el = {"clip": clips[0], "label": np.int32(rec["label"]), "blank": np.bool_(blank[0])}
+      el.update(params[0] or {})
+      return el
+    el = {"clip": np.stack(clips), "label": np.int32(rec["label"]), "blank": np.array(blank)}
+    if self.device_aug:
+      el.update({k: np.stack([p[k] for p in params]) for k in device_aug.AUG_KEYS})
+    return el
 
   def _warn(self, index: int, error: Exception, action: str) -> str:
     where = self.source.describe(index) if hasattr(self.source, "describe") else str(index)
@@ -236,7 +260,7 @@ class ClipLoader:
                        f"the data (last: {where}: {last})") from last
 
 
-_PER_SAMPLE = ("clip", "blank")  # [b, R, ...] in a repeated-augmentation batch
+_PER_SAMPLE = ("clip", "blank") + tuple(device_aug.AUG_KEYS)  # [b, R, ...] with R samples
 _ONCE_PER_RECORD = {"num_replaced": 0, "replaced": -1}  # kept on the first of the R rows
 
 

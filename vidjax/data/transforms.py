@@ -351,6 +351,30 @@ def grayscale(im: Image.Image) -> Image.Image:
 JITTER_MODES = ("released", "per_frame", "per_clip")
 
 
+def sample_jitter_and_gray(rng: np.random.Generator, num_frames: int, jitter_prob: float,
+                           jitter: Sequence[float], gray_prob: float, mode: str = "released"):
+  """The draws of `jitter_and_gray`, in its order: per frame the ColorJitter parameters (None:
+  not jittered) and the grayscale flag."""
+  if mode not in JITTER_MODES:
+    raise ValueError(f"data.train.jitter_mode={mode!r}: expected one of {JITTER_MODES}")
+  params, gray = [None] * num_frames, [False] * num_frames
+  if mode == "per_frame":
+    for i in range(num_frames):
+      if jitter_prob > 0 and rng.random() < jitter_prob:
+        params[i] = sample_color_jitter(rng, *jitter)
+      if gray_prob > 0 and rng.random() < gray_prob:
+        gray[i] = True
+    return params, gray
+  if jitter_prob > 0 and rng.random() < jitter_prob:
+    if mode == "per_clip":
+      params = [sample_color_jitter(rng, *jitter)] * num_frames
+    else:
+      params = [sample_color_jitter(rng, *jitter) for _ in range(num_frames)]
+  if gray_prob > 0 and rng.random() < gray_prob:
+    gray = [True] * num_frames
+  return params, gray
+
+
 def jitter_and_gray(rng: np.random.Generator, images: Sequence[Image.Image], jitter_prob: float,
                     jitter: Sequence[float], gray_prob: float,
                     mode: str = "released") -> list[Image.Image]:
@@ -361,22 +385,16 @@ def jitter_and_gray(rng: np.random.Generator, images: Sequence[Image.Image], jit
   (torchvision `ColorJitter` called per frame). 'per_frame': both coins and the factors per
   frame. 'per_clip': one coin each and one factor set for the whole clip.
   """
-  if mode not in JITTER_MODES:
-    raise ValueError(f"data.train.jitter_mode={mode!r}: expected one of {JITTER_MODES}")
+  params, gray = sample_jitter_and_gray(rng, len(images), jitter_prob, jitter, gray_prob, mode)
+  return apply_jitter_and_gray(images, params, gray)
+
+
+def apply_jitter_and_gray(images: Sequence[Image.Image], params, gray) -> list[Image.Image]:
+  """Per frame: `color_jitter` with `params[i]` (None: none), then `grayscale` if `gray[i]`."""
   out = list(images)
-  if mode == "per_frame":
-    for i in range(len(out)):
-      if jitter_prob > 0 and rng.random() < jitter_prob:
-        out[i] = color_jitter(out[i], sample_color_jitter(rng, *jitter))
-      if gray_prob > 0 and rng.random() < gray_prob:
-        out[i] = grayscale(out[i])
-    return out
-  if jitter_prob > 0 and rng.random() < jitter_prob:
-    if mode == "per_clip":
-      params = sample_color_jitter(rng, *jitter)
-      out = [color_jitter(im, params) for im in out]
-    else:
-      out = [color_jitter(im, sample_color_jitter(rng, *jitter)) for im in out]
-  if gray_prob > 0 and rng.random() < gray_prob:
-    out = [grayscale(im) for im in out]
+  for i in range(len(out)):
+    if params[i] is not None:
+      out[i] = color_jitter(out[i], params[i])
+    if gray[i]:
+      out[i] = grayscale(out[i])
   return out

