@@ -77,35 +77,22 @@ def _blend(degenerate, x, alpha):
   return jnp.floor(jnp.clip(degenerate + alpha * (x - degenerate), 0.0, 255.0))
 
 
-def _hist(channel):
-  return jnp.zeros((256,), jnp.int32).at[channel.astype(jnp.int32).ravel()].add(1)
+def _autocontrast_lut(h):
+  """ImageOps.autocontrast's LUT for one band's histogram `h` [256]."""
+  idx = jnp.arange(256)
+  lo = jnp.min(jnp.where(h > 0, idx, 255))
+  hi = jnp.max(jnp.where(h > 0, idx, 0))
+  lut = jnp.clip((idx - lo) * 255 // jnp.maximum(hi - lo, 1), 0, 255)  # int(ix·scale + offset)
+  return jnp.where(hi > lo, lut, idx)
 
 
-def _lut(channel, lut):
-  return lut[channel.astype(jnp.int32)].astype(jnp.float32)
-
-
-def _autocontrast(x):
-  def band(c):
-    h = _hist(c)
-    idx = jnp.arange(256)
-    lo = jnp.min(jnp.where(h > 0, idx, 255))
-    hi = jnp.max(jnp.where(h > 0, idx, 0))
-    lut = jnp.clip((idx - lo) * 255 // jnp.maximum(hi - lo, 1), 0, 255)  # int(ix·scale + offset)
-    return jnp.where(hi > lo, _lut(c, lut), c)
-  return jnp.stack([band(x[..., k]) for k in range(3)], -1)
-
-
-def _equalize(x):
-  def band(c):
-    h = _hist(c)
-    nz = h > 0
-    last = jnp.max(jnp.where(nz, jnp.arange(256), 0))
-    step = (jnp.sum(h) - h[last]) // 255
-    cum = jnp.cumsum(h) - h  # exclusive
-    lut = jnp.clip((step // 2 + cum) // jnp.maximum(step, 1), 0, 255)
-    return jnp.where((jnp.sum(nz) > 1) & (step > 0), _lut(c, lut), c)
-  return jnp.stack([band(x[..., k]) for k in range(3)], -1)
+def _equalize_lut(h):
+  """ImageOps.equalize's LUT for one band's histogram `h` [256]."""
+  idx = jnp.arange(256)
+  last = jnp.max(jnp.where(h > 0, idx, 0))
+  step = (jnp.sum(h) - h[last]) // 255
+  lut = jnp.clip((step // 2 + jnp.cumsum(h) - h) // jnp.maximum(step, 1), 0, 255)
+  return jnp.where((jnp.sum(h > 0) > 1) & (step > 0), lut, idx)
 
 
 def _smooth(x):
@@ -118,31 +105,41 @@ def _smooth(x):
   return jnp.where(inner, out, x)
 
 
+_LUT_OPS = ("AutoContrast", "Equalize", "Invert", "Posterize", "Solarize", "SolarizeAdd",
+            "Contrast", "Brightness")
+
+
 def _color_op(x, op, arg):
-  """RandAugment colour op `COLOR_OPS[op]` (timm's Pillow call) with argument `arg`; −1 = none."""
-  gray3 = lambda: jnp.repeat(_l(x)[..., None], 3, -1)
+  """RandAugment colour op `COLOR_OPS[op]` (timm's Pillow call) with argument `arg`; −1 = none.
 
-  def posterize(x):
-    bits = arg.astype(jnp.int32)
-    mask = (~((1 << (8 - jnp.clip(bits, 0, 8))) - 1)) & 255
-    return jnp.where(bits >= 8, x, (x.astype(jnp.int32) & mask).astype(jnp.float32))
-
-  def contrast(x):
-    return _blend(jnp.full_like(x, _mean_l(x)), x, arg)
-  branches = [
-      lambda x: x,
-      _autocontrast,
-      _equalize,
-      lambda x: 255.0 - x,
-      posterize,
-      lambda x: jnp.where(x < arg, x, 255.0 - x),
-      lambda x: jnp.where(x < 128, jnp.minimum(255.0, x + arg), x),
-      lambda x: _blend(gray3(), x, arg),
-      contrast,
-      lambda x: _blend(jnp.zeros_like(x), x, arg),
-      lambda x: _blend(_smooth(x), x, arg),
-  ]
-  return jax.lax.switch(op + 1, branches, x)
+  All but Color and Sharpness are per-band lookup tables: the 256-entry tables of every op are
+  formed (cheap) and one is gathered, so a vmapped batch with different ops per clip pays one
+  pass over the pixels instead of one per op; Color/Sharpness blend with their degenerate image."""
+  idx = jnp.arange(256, dtype=jnp.float32)
+  xi = x.astype(jnp.int32)
+  hist = jnp.stack([jnp.zeros((256,), jnp.int32).at[xi[..., c].ravel()].add(1) for c in range(3)])
+  bits = jnp.clip(arg.astype(jnp.int32), 0, 8)
+  mask = (~((1 << (8 - bits)) - 1)) & 255
+  lin = lambda deg: jnp.floor(jnp.clip(deg + arg * (idx - deg), 0.0, 255.0))  # blend as a LUT
+  band = lambda lut: jnp.broadcast_to(lut, (3, 256))
+  luts = jnp.stack([
+      jax.vmap(_autocontrast_lut)(hist).astype(jnp.float32),
+      jax.vmap(_equalize_lut)(hist).astype(jnp.float32),
+      band(255.0 - idx),
+      band(jnp.where(bits >= 8, idx, (jnp.arange(256) & mask).astype(jnp.float32))),
+      band(jnp.where(idx < arg, idx, 255.0 - idx)),
+      band(jnp.where(idx < 128, jnp.minimum(255.0, idx + arg), idx)),
+      band(lin(_mean_l(x))),
+      band(lin(0.0)),
+  ])  # [8, 3, 256]
+  name = jnp.asarray([-1] + [(_LUT_OPS.index(n) if n in _LUT_OPS else -1) for n in COLOR_OPS])
+  k = name[op + 1]
+  lut = luts[jnp.maximum(k, 0)]
+  looked = jnp.stack([lut[c][xi[..., c]] for c in range(3)], -1)
+  is_color, is_sharp = op == COLOR_OPS.index("Color"), op == COLOR_OPS.index("Sharpness")
+  deg = jnp.where(is_color, jnp.repeat(_l(x)[..., None], 3, -1), _smooth(x))
+  blended = _blend(deg, x, arg)
+  return jnp.where(k >= 0, looked, jnp.where(is_color | is_sharp, blended, x))
 
 
 def _rgb_to_hsv(x):
@@ -182,35 +179,51 @@ def _adjust_hue(x, factor):
 
 
 def _color_jitter(x, params):
-  """torchvision ColorJitter on PIL for one frame: ops in `params[:4]` order, factors after."""
+  """torchvision ColorJitter on PIL for one frame: ops in `params[:4]` order, factors after.
+
+  The ops before the hue slot, hue (the costly HSV round trip, evaluated once), the ops after."""
   b, c, s, h = params[4], params[5], params[6], params[7]
-  ops = [lambda x: _blend(jnp.zeros_like(x), x, b),
-         lambda x: _blend(jnp.full_like(x, _mean_l(x)), x, c),
-         lambda x: _blend(jnp.repeat(_l(x)[..., None], 3, -1), x, s),
-         lambda x: _adjust_hue(x, h)]
+  order = params[:4].astype(jnp.int32)
+  hue_at = jnp.argmax(order == 3)
+  idx = jnp.arange(256, dtype=jnp.float32)
+
+  def op(x, k, on):
+    lin = lambda deg, a: jnp.floor(jnp.clip(deg + a * (idx - deg), 0.0, 255.0))
+    lut = jnp.where(k == 0, lin(0.0, b), lin(_mean_l(x), c))
+    looked = lut[x.astype(jnp.int32)]
+    sat = _blend(jnp.repeat(_l(x)[..., None], 3, -1), x, s)
+    y = jnp.where(k == 2, sat, looked)
+    return jnp.where(on & (k != 3), y, x)
   for k in range(4):
-    x = jax.lax.switch(params[k].astype(jnp.int32), ops, x)
+    x = op(x, order[k], k < hue_at)
+  x = _adjust_hue(x, h)
+  for k in range(4):
+    x = op(x, order[k], k > hue_at)
   return x
 
 
-def _frame(x, ops, args, flip, jitter, jitter_on, gray):
-  for k in range(MAX_OPS):
-    x = _color_op(x, ops[k], args[k])
+def _frame(x, ops, args, flip, jitter, jitter_on, gray, color_ops: bool, jitter_gray: bool):
+  if color_ops:  # a scan, not an unrolled loop: XLA re-computed slot k inside slot k+1 (≈7×)
+    x, _ = jax.lax.scan(lambda x, oa: (_color_op(x, oa[0], oa[1]), None), x, (ops, args))
   x = jnp.where(flip, x[:, ::-1], x)
-  x = jnp.where(jitter_on, _color_jitter(x, jitter), x)
-  return jnp.where(gray, jnp.repeat(_l(x)[..., None], 3, -1), x)
+  if jitter_gray:
+    x = jnp.where(jitter_on, _color_jitter(x, jitter), x)
+    x = jnp.where(gray, jnp.repeat(_l(x)[..., None], 3, -1), x)
+  return x
 
 
-def _clip(clip, ops, args, flip, jitter, jitter_on, gray):
-  per_frame = jax.vmap(_frame, in_axes=(0, None, None, None, 0, 0, 0))
-  return per_frame(clip.astype(jnp.float32), ops, args, flip, jitter, jitter_on, gray)
-
-
-def apply(batch: dict) -> jax.Array:
+def apply(batch: dict, color_ops: bool = True, jitter_gray: bool = True) -> jax.Array:
   """Device augmentation of a train batch: uint8 `clip` [B, T, H, W, 3] and the `aug_*` fields
-  → float32 [B, T, H, W, 3] with uint8 values (then `mixing.normalize`). Jittable, no host sync."""
-  return jax.vmap(_clip)(batch["clip"], batch["aug_ops"], batch["aug_args"], batch["aug_flip"],
-                         batch["aug_jitter"], batch["aug_jitter_on"], batch["aug_gray"])
+  → float32 [B, T, H, W, 3] with uint8 values (then `mixing.normalize`). Jittable, no host sync.
+
+  `color_ops` / `jitter_gray` (static) leave out the parts a recipe never uses: RandAugment
+  (`bool(data.train.rand_augment)`) and jitter/gray (`color_jitter_prob` or `grayscale_prob`)."""
+  def clip(x, ops, args, flip, jitter, jitter_on, gray):
+    per_frame = jax.vmap(_frame, in_axes=(0, None, None, None, 0, 0, 0, None, None))
+    return per_frame(x.astype(jnp.float32), ops, args, flip, jitter, jitter_on, gray,
+                     color_ops, jitter_gray)
+  return jax.vmap(clip)(batch["clip"], batch["aug_ops"], batch["aug_args"], batch["aug_flip"],
+                        batch["aug_jitter"], batch["aug_jitter_on"], batch["aug_gray"])
 
 
 AUG_KEYS: Sequence[str] = ("aug_ops", "aug_args", "aug_flip", "aug_jitter", "aug_jitter_on",
