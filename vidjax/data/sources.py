@@ -27,6 +27,7 @@ mode 'video').
 from __future__ import annotations
 
 import csv
+import ctypes
 import dataclasses
 import json
 import logging
@@ -386,6 +387,23 @@ def shard_template(data_dir: str, name: str, split: str):
       dataset_name=name, split=split, filetype_suffix="array_record")
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def _keep_freed_heap() -> None:
+  """glibc: serve allocations up to 64 MiB from the heap and keep up to 256 MiB of freed heap.
+
+  A record (every JPEG of a video, several MiB) is read into fresh buffers per clip; by default
+  glibc returns such blocks to the kernel when freed, so every read page-faults its buffers in
+  again: 8.3 → 3.4 ms CPU per 3.9 MiB record. Process-wide; no-op where mallopt is missing."""
+  try:
+    libc = ctypes.CDLL(None)
+    libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+  except (OSError, AttributeError):
+    pass
+
+
 class PreparedSource:
   """Random access over a prepared (tfds ArrayRecord) split; elements are decoded feature dicts.
 
@@ -410,6 +428,7 @@ class PreparedSource:
   def _lazy(self):
     if self._source is None:
       import grain
+      _keep_freed_heap()
       self._source = grain.sources.ArrayRecordDataSource(self.paths)
     return self._source
 
@@ -425,15 +444,16 @@ class PreparedSource:
     return f"PreparedSource({self.data_dir!r}, split={self.split!r}, {self.num_records} records)"
 
   def __getitem__(self, i: int) -> dict[str, Any]:
-    # The tf.Example wire format that the tfds features write, parsed directly: the frame list
-    # stays a list of bytes objects (tfds' generic decoder costs ~10× more per record).
+    # The tf.Example wire format that the tfds features write, parsed directly (tfds' generic
+    # decoder costs ~10× more per record). `frames` is the parsed repeated field, a sequence of
+    # bytes: a frame is copied out only when indexed (a clip reads 8-16 of ~250).
     from tensorflow_datasets.proto import tf_example_pb2
     f = tf_example_pb2.Example.FromString(self._lazy()[int(i)]).features.feature
     ex = {"id": f["id"].bytes_list.value[0].decode(), "label": int(f["label"].int64_list.value[0]),
           "fps": float(f["fps"].float_list.value[0]),
           "num_frames": int(f["num_frames"].int64_list.value[0])}
     if "frames" in f:
-      ex["frames"] = list(f["frames"].bytes_list.value)
+      ex["frames"] = f["frames"].bytes_list.value
     else:
       ex["video"] = f["video"].bytes_list.value[0]
     return ex
