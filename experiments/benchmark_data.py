@@ -224,7 +224,8 @@ def prepare_frames(lst: str, out: str) -> sources.PreparedSource:
 STAGES = ("read", "decode", "crop/resize", "augment", "assemble", "other")
 _STAGE_OF = {"decode": ("decode", ("decode_video", "decode_jpeg")),
              "crop/resize": ("transforms", ("resized_crop", "fused_warp")),
-             "augment": ("transforms", ("rand_augment", "hflip", "apply_jitter_and_gray")),
+             "augment": ("transforms", ("rand_augment", "hflip", "apply_jitter_and_gray",
+                                        "jitter_and_gray")),
              "assemble": ("transforms", ("to_numpy",))}
 
 
@@ -237,7 +238,9 @@ def staged(loader, acc: dict):
   patches = []
 
   def wrap(obj, name, stage):
-    orig = getattr(obj, name)
+    orig = getattr(obj, name, None)
+    if orig is None:  # not in this version of vidjax
+      return
 
     def timed(*args, **kw):
       t = time.process_time()
