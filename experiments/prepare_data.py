@@ -21,7 +21,9 @@ uncompressed by default: the payloads are JPEG/mp4 already),
 `dataset_info.json`, `features.json`, `label.labels.txt`. Features: see
 `vidjax.data.sources.prepared_features`; mode `frames` stores one JPEG per frame resampled to
 `--fps` (nearest frame; 0 keeps all) with the short side resized to `--short_side` (DMVR style),
-mode `video` stores the original container bytes. Records are shuffled once (seeded) so shards
+mode `video` stores the original container bytes, or with `--gop N` a libx264 re-encode
+(keyframe every N frames, short side `--short_side`): a short GOP bounds the frames decoded per
+sampled frame (one-keyframe Kinetics files decode up to the last sampled frame). Records are shuffled once (seeded) so shards
 are class-balanced, then cut into contiguous shards. Resumable: a shard is written to `*.tmp`
 and renamed with a `.json` sidecar (length, failures) when complete; a rerun skips completed
 shards. Run once per split into the same `--out`; the metadata lists every split written so far.
@@ -93,18 +95,59 @@ def encode_frames(path: str, fps: float, short_side: int, quality: int,
   return out, (fps if fps > 0 else src_fps)
 
 
+def reencode_video(path: str, gop: int, short_side: int,
+                   max_missing_fraction: float = _DEFAULTS.max_missing_fraction) -> bytes:
+  """The video as mp4 bytes: libx264 (crf 23, preset veryfast, yuv420p) with a keyframe every
+  `gop` frames (no scene-cut keyframes), same frames and rate, short side → `short_side` (0 =
+  keep). A short GOP bounds the frames decoded per sampled frame to < `gop` (sparse decoding
+  seeks to the keyframe before each target)."""
+  import fractions
+  import io
+
+  import av
+  buf = io.BytesIO()
+  with decode.open_container(path) as c, av.open(buf, "w", format="mp4") as out:
+    if not c.streams.video:
+      raise decode.DecodeError("no video stream")
+    s = c.streams.video[0]
+    s.codec_context.thread_count = 1
+    h, w = s.codec_context.height, s.codec_context.width
+    if short_side:
+      h, w = transforms.short_side_size(h, w, short_side)
+    rate = fractions.Fraction(s.average_rate or s.guessed_rate or 25)
+    o = out.add_stream("libx264", rate=rate)
+    o.width, o.height, o.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+    o.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": "23",
+                 "preset": "veryfast"}
+    n = 0
+    for f in c.decode(s):
+      g = f.reformat(width=o.width, height=o.height, format="yuv420p")
+      g.pts, g.time_base = n, 1 / rate  # frame count: a constant-rate re-encode
+      for p in o.encode(g):
+        out.mux(p)
+      n += 1
+    for p in o.encode():
+      out.mux(p)
+    decode.check_complete(c, n, max_missing_fraction)
+  return buf.getvalue()
+
+
 def encode_record(rec: sources.VideoRecord, mode: str, fps: float, short_side: int,
                   quality: int, features,
-                  max_missing_fraction: float = _DEFAULTS.max_missing_fraction
-                  ) -> tuple[str, bytes | None, str]:
-  """(record id, serialized example or None, error message)."""
+                  max_missing_fraction: float = _DEFAULTS.max_missing_fraction,
+                  gop: int = 0) -> tuple[str, bytes | None, str]:
+  """(record id, serialized example or None, error message); `gop` > 0 (mode 'video'):
+  re-encoded by `reencode_video`, else the original bytes."""
   try:
     if mode == "frames":
       frames, out_fps = encode_frames(rec.path, fps, short_side, quality, max_missing_fraction)
       ex = {"frames": frames, "num_frames": len(frames)}
+    elif gop > 0:
+      data = reencode_video(rec.path, gop, short_side, max_missing_fraction)
     else:
       with open(rec.path, "rb") as f:
         data = f.read()
+    if mode != "frames":
       with decode.open_container(data) as c:
         n = decode.packet_index(c).num_frames
         decode.check_complete(c, n, max_missing_fraction)
@@ -121,11 +164,11 @@ def encode_record(rec: sources.VideoRecord, mode: str, fps: float, short_side: i
 _WORKER = {}
 
 
-def _init_worker(mode, fps, short_side, quality, class_names, max_missing_fraction):
+def _init_worker(mode, fps, short_side, quality, class_names, max_missing_fraction, gop=0):
   _WORKER["fn"] = functools.partial(encode_record, mode=mode, fps=fps, short_side=short_side,
                                     quality=quality,
                                     features=sources.prepared_features(mode, class_names),
-                                    max_missing_fraction=max_missing_fraction)
+                                    max_missing_fraction=max_missing_fraction, gop=gop)
 
 
 def _work(rec):
@@ -158,6 +201,8 @@ class PrepareError(ValueError):
 def prepare(args) -> str:
   from array_record.python.array_record_module import ArrayRecordWriter
   args = resolve(args)
+  if args.gop and args.mode != "video":
+    raise ValueError(f"--gop {args.gop} re-encodes videos: it needs --mode video")
   ann = sources.parse_annotations(args.format, annotations=args.annotations,
                                   video_dir=args.video_dir, labels=args.labels,
                                   num_classes=args.num_classes or None, strict=args.strict)
@@ -187,7 +232,7 @@ def prepare(args) -> str:
         f"({num_shards - len(todo)} shards already complete)")
   pending = [records[j] for i in todo for j in range(bounds[i], bounds[i + 1])]
   init = (args.mode, args.fps, args.short_side, args.quality, ann.classes.names,
-          args.max_missing_fraction)
+          args.max_missing_fraction, args.gop)
   if args.workers > 0:
     pool = mp.get_context("spawn").Pool(args.workers, _init_worker, init)
     results = pool.imap(_work, pending, chunksize=1)
@@ -270,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--fps", type=float, default=25.0, help="frames mode: output fps (0 = keep all)")
   p.add_argument("--short_side", type=int, help="frames mode: 0 = keep size; default 256")
   p.add_argument("--quality", type=int, default=90)
+  p.add_argument("--gop", type=int, default=0, help="video mode: re-encode (libx264) with a "
+                 "keyframe every GOP frames and the short side at --short_side (0 = store the "
+                 "original bytes); cheaper sparse decoding, e.g. 8-25")
   p.add_argument("--compression", default="uncompressed", choices=["uncompressed", "snappy", "brotli", "zstd"],
                  help="ArrayRecord chunk codec (JPEG/mp4 payloads are already compressed)")
   p.add_argument("--num_shards", type=int, default=0, help="0: ceil(N / records_per_shard)")

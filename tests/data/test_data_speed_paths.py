@@ -45,3 +45,26 @@ def test_blank_check_equals_the_full_comparison():
   cases.append(np.random.default_rng(0).integers(0, 255, (2, 9, 9, 3), dtype=np.uint8))
   got = [pipeline.is_blank(c) for c in cases]
   assert got == [full(c) for c in cases] == [True] + [False] * 5
+
+
+def test_prepare_data_gop_reencodes_with_short_gop():
+  import prepare_data  # experiments/ (tests/data/conftest.py)
+  from vidjax.data import sources
+  path = os.path.join(_DATA, "carphone_pristine.mp4")  # 176×144, 120 frames, one keyframe
+  rec = sources.VideoRecord(path, 0, "carphone")
+  feats = sources.prepared_features("video", ["x"])
+  _, data, err = prepare_data.encode_record(rec, "video", 25, 0, 90, feats, 0.25, gop=8)
+  assert err == "" and len(data) > 1000
+  raw = prepare_data.reencode_video(path, 8, 0)
+  with decode.open_container(raw) as c:
+    index = decode.packet_index(c)
+  n = decode.num_video_frames(path)
+  assert index.num_frames == n and index.keyframes == list(range(0, n, 8))
+  idx = sampling.tsn_train_indices(n, 8, np.random.default_rng(0))
+  got = decode.decode_video(raw, idx).astype(np.float64)
+  ref = decode.decode_video(path, idx).astype(np.float64)
+  psnr = 10 * np.log10(255 ** 2 / np.mean((got - ref) ** 2))
+  assert psnr > 30, psnr  # same frames, in order, at crf 23
+  with pytest.raises(ValueError, match="--gop 8 re-encodes videos: it needs --mode video"):
+    prepare_data.prepare(prepare_data.parse_args(
+        ["--video_dir", _DATA, "--format", "folders", "--out", "/nonexistent/x", "--gop", "8"]))
