@@ -100,3 +100,19 @@ def test_device_augmentation_needs_fused_randaugment():
   cfg.train.augment_on, cfg.train.randaug_mode = "device", "exact"
   with pytest.raises(ValueError, match="augment_on='device' needs data.train.randaug_mode"):
     pipeline.ClipLoader(None, cfg, train=True)
+
+
+def test_grain_batches_carry_the_parameters_with_repeated_samples(file_source):
+  # Sth-Sth style: 2 augmentations per record; the device batch equals the host batch.
+  def cfg(on):
+    c = config.uniformerv2_data("ssv2", num_classes=4, crop_size=32, batch_size=4, workers=0,
+                                prefetch=2, num_frames=4)
+    c.train.augment_on = on
+    return c
+  take = lambda c: next(iter(pipeline.train_dataset(c, file_source)))
+  host, dev = take(cfg("host")), take(cfg("device"))
+  assert dev["aug_ops"].shape == (4, device_aug.MAX_OPS) and dev["aug_jitter"].shape == (4, 4, 8)
+  np.testing.assert_array_equal(host["index"], dev["index"])
+  got = np.asarray(jax.jit(lambda b: device_aug.apply(b, jitter_gray=False))(dev))
+  d = np.abs(got.astype(np.int32) - host["clip"].astype(np.int32))
+  assert d.max() <= 1 and d.mean() < 0.01, (d.max(), d.mean())

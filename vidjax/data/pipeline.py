@@ -34,6 +34,10 @@ Train batches (dicts of numpy arrays):
                             only fill colour (4 of 2000 clips of the Sth-Sth recipe on synthetic
                             videos); a uniform source video gives it too. The test does not
                             depend on the fill value. Count it per log interval.
+  aug_*                     with data.train.augment_on='device' only: `clip` is the host crop
+                            (geometry applied), these the sampled colour ops, flip, jitter and
+                            gray per row (`device_aug.encode_params`); the train step applies
+                            them (`device_aug.apply`) before `mixing.normalize`
 Undecodable records (corrupt, truncated, empty, missing, no video stream) are replaced by a
 record drawn from `np.random.default_rng([seed, index, attempt])`, at most `max_replacements`
 times in a row (then RuntimeError); each pipeline logs every bad path once (WARNING on the
