@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 
 from absl import app, flags
 
+from vidjax import cli
+
 
 def _infer_module():
   """experiments/infer.py (checkpoint protocol, class names, --video checks), loaded by path."""
@@ -172,4 +174,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(lambda argv: sys.exit(main(argv)))

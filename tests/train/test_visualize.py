@@ -194,6 +194,9 @@ def test_bad_arguments_are_one_line_and_exit_2(checkpoint, visualize):
   assert r.returncode == 2 and r.stderr.strip() == f"error: --video {missing}: no such file"
   r = _cli("--checkpoint", os.path.join(d, "nope"), "--video", video, "--out", d)
   assert r.returncode == 2 and "--checkpoint" in r.stderr and "nope" in r.stderr
+  r = _cli("--checkpoint", ckpt, "--video", video)
+  assert r.returncode == 2 and r.stderr.strip() == ("error: flag --out=None: Flag --out must "
+                                                    "have a value other than None.")
   with pytest.raises(visualize.InputError, match=r"--class 'seven': not a class of .* \(4 classes: "
                      r"zero, one, two, three\)"):
     visualize.visualizer(ckpt, "cam", "seven")
