@@ -116,3 +116,35 @@ def test_grain_batches_carry_the_parameters_with_repeated_samples(file_source):
   got = np.asarray(jax.jit(lambda b: device_aug.apply(b, jitter_gray=False))(dev))
   d = np.abs(got.astype(np.int32) - host["clip"].astype(np.int32))
   assert d.max() <= 1 and d.mean() < 0.01, (d.max(), d.mean())
+
+
+@pytest.mark.parametrize("recipe", ["uniformerv2", "video_focalnet"])
+def test_device_warp_on_a_canvas_gives_the_host_clips(recipe, images, monkeypatch):
+  # data.train.device_canvas: whole frames shipped, the crop (and RandAugment's geometric ops)
+  # cut on the device by Pillow's affine bilinear; a frame larger than the canvas is cut on the
+  # host (identity warp). Crops without geometric ops are that warp too, not PIL's `resize` (no
+  # antialiasing for boxes larger than the output): the host reference here does the same.
+  monkeypatch.setattr(transforms, "resized_crop", lambda imgs, box, out, resample: (
+      transforms.fused_warp(imgs, [], imgs[0].size[::-1], box, out, resample)))
+  make = config.uniformerv2_data if recipe == "uniformerv2" else config.video_focalnet_data
+  cfg = make(crop_size=32, num_frames=4)
+  host = pipeline.ClipLoader(None, cfg, train=True)
+  cfg.train.augment_on, cfg.train.device_canvas = "device", (48, 64)
+  dev = pipeline.ClipLoader(None, cfg, train=True)
+  frames = np.stack([np.asarray(im.resize((64, 48))) for im in images] * 2)
+  get = lambda idx, size=None: frames[np.asarray(idx) % len(frames)]
+  want, rows = [], []
+  for seed in range(16):
+    want.append(host._train_clip(6, get, (48, 64), np.random.default_rng(seed)))
+    rows.append(dev._train_sample(6, get, (48, 64), np.random.default_rng(seed)))
+  assert rows[0][0].shape == (4, 48, 64, 3) and "aug_warp" in rows[0][1]
+  batch = {"clip": np.stack([r[0] for r in rows])}
+  batch.update({k: np.stack([r[1][k] for r in rows]) for k in rows[0][1]})
+  got = np.asarray(jax.jit(lambda b: device_aug.apply(b, crop_size=32))(batch)).astype(np.int32)
+  d = np.abs(got - np.stack(want).astype(np.int32))
+  print(recipe, "mean", d.mean(), "p99.9", np.percentile(d, 99.9), "max", d.max())
+  assert d.mean() < 0.05 and d.max() <= 3, (d.mean(), d.max())
+  small = dev._train_sample(6, lambda idx, size=None: np.zeros((4, 60, 80, 3), np.uint8),
+                            (60, 80), np.random.default_rng(0))
+  np.testing.assert_array_equal(small[1]["aug_hw"], [32, 32])  # 60×80 > canvas: host crop
+  np.testing.assert_array_equal(small[1]["aug_warp"], np.eye(3)[:2])

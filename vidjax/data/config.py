@@ -40,7 +40,11 @@ def base_data(**overrides) -> ml_collections.ConfigDict:
       # augment_on: 'host' (PIL, everything on the host) or 'device': the host samples every
       # parameter and applies the geometry (crop, fused geometric warp); RandAugment's colour
       # ops, flip, jitter and gray run in the train step (`vidjax.data.device_aug.apply`).
-      augment_on="host"))
+      augment_on="host",
+      # device only: (H, W) > 0 ships the whole decoded frames on an H×W canvas (0-padded) and
+      # the device cuts the crop with RandAugment's geometric ops (`device_aug.warp`); frames
+      # larger than the canvas are cut on the host. () = the host cuts every crop.
+      device_canvas=()))
   # Evaluation views: num_clips temporal × num_crops spatial after short side → eval short_side.
   c.eval = ml_collections.ConfigDict(dict(num_clips=4, num_crops=3, short_side=224,
                                           resample="bilinear"))

@@ -220,18 +220,46 @@ def _frame(x, ops, args, flip, jitter, jitter_on, gray, color_ops: bool, jitter_
   return x
 
 
-def apply(batch: dict, color_ops: bool = True, jitter_gray: bool = True) -> jax.Array:
+def warp(frame, m, hw, out_hw: tuple[int, int], fill: float = 128.0):
+  """Pillow's affine `transform` with BILINEAR and `fillcolor` on one frame [Hc, Wc, 3] whose
+  valid part is the top-left `hw`: output pixel (x, y) samples the input at m·(x+½, y+½, 1);
+  outside the valid part → `fill`; values truncated like Pillow's."""
+  h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
+  ys, xs = jnp.meshgrid(jnp.arange(out_hw[0]) + 0.5, jnp.arange(out_hw[1]) + 0.5, indexing="ij")
+  xin = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+  yin = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+  valid = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
+  x0, y0 = jnp.floor(xin - 0.5), jnp.floor(yin - 0.5)
+  dx, dy = (xin - 0.5 - x0)[..., None], (yin - 0.5 - y0)[..., None]
+  cx = lambda v: jnp.clip(v, 0, hw[1] - 1).astype(jnp.int32)
+  cy = lambda v: jnp.clip(v, 0, hw[0] - 1).astype(jnp.int32)
+  xa, xb, ya, yb = cx(x0), cx(x0 + 1), cy(y0), cy(y0 + 1)
+  v1 = frame[ya, xa] + (frame[ya, xb] - frame[ya, xa]) * dx
+  v2 = frame[yb, xa] + (frame[yb, xb] - frame[yb, xa]) * dx
+  v2 = jnp.where(((y0 + 1) < h)[..., None], v2, v1)
+  return jnp.where(valid[..., None], jnp.trunc(v1 + (v2 - v1) * dy), fill)
+
+
+def apply(batch: dict, color_ops: bool = True, jitter_gray: bool = True,
+          crop_size: int | None = None) -> jax.Array:
   """Device augmentation of a train batch: uint8 `clip` [B, T, H, W, 3] and the `aug_*` fields
   → float32 [B, T, H, W, 3] with uint8 values (then `mixing.normalize`). Jittable, no host sync.
 
   `color_ops` / `jitter_gray` (static) leave out the parts a recipe never uses: RandAugment
-  (`bool(data.train.rand_augment)`) and jitter/gray (`color_jitter_prob` or `grayscale_prob`)."""
-  def clip(x, ops, args, flip, jitter, jitter_on, gray):
+  (`bool(data.train.rand_augment)`) and jitter/gray (`color_jitter_prob` or `grayscale_prob`).
+  With `aug_warp` in the batch (`data.train.device_canvas`) the clip holds whole decoded frames
+  on a canvas and `warp` cuts the `crop_size`² crop (RandAugment's geometric ops included)."""
+  def clip(x, ops, args, flip, jitter, jitter_on, gray, *geometry):
+    x = x.astype(jnp.float32)
+    if geometry:
+      x = jax.vmap(warp, (0, None, None, None))(x, *geometry, (crop_size, crop_size))
     per_frame = jax.vmap(_frame, in_axes=(0, None, None, None, 0, 0, 0, None, None))
-    return per_frame(x.astype(jnp.float32), ops, args, flip, jitter, jitter_on, gray,
-                     color_ops, jitter_gray)
+    return per_frame(x, ops, args, flip, jitter, jitter_on, gray, color_ops, jitter_gray)
+  geometry = (batch["aug_warp"], batch["aug_hw"]) if "aug_warp" in batch else ()
+  if geometry and not crop_size:
+    raise ValueError("a batch with aug_warp (data.train.device_canvas) needs crop_size")
   return jax.vmap(clip)(batch["clip"], batch["aug_ops"], batch["aug_args"], batch["aug_flip"],
-                        batch["aug_jitter"], batch["aug_jitter_on"], batch["aug_gray"])
+                        batch["aug_jitter"], batch["aug_jitter_on"], batch["aug_gray"], *geometry)
 
 
 AUG_KEYS: Sequence[str] = ("aug_ops", "aug_args", "aug_flip", "aug_jitter", "aug_jitter_on",

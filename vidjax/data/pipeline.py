@@ -160,7 +160,20 @@ class ClipLoader:
     flip = rng.random() < t["flip_prob"]
     ops = (transforms.sample_rand_augment(rng, **transforms.parse_rand_augment(t["rand_augment"]))
            if t["rand_augment"] else [])
-    imgs = transforms.to_pil(get(idx, transforms.decode_size(hw[0], hw[1], box, out)))
+    frames = get(idx, transforms.decode_size(hw[0], hw[1], box, out))
+    canvas = tuple(t.get("device_canvas") or ()) if self.device_aug else ()
+    geometry = None
+    if canvas and all(a <= b for a, b in zip(frames[0].shape[:2], canvas)):
+      # whole decoded frames go to the device, which cuts the crop (`device_aug.warp`)
+      dh, dw = frames[0].shape[:2]
+      geo = [o for o in ops if o[0] in transforms.GEOMETRIC_OPS]
+      geometry = (transforms.warp_matrix(geo, hw, box, out, (dh, dw))[:2], (dh, dw))
+      ops = [o for o in ops if o[0] not in transforms.GEOMETRIC_OPS]
+      clip = np.zeros((len(frames),) + canvas + (3,), np.uint8)
+      for i, f in enumerate(frames):
+        clip[i, :dh, :dw] = f
+      return self._finish_device(clip, ops, flip, rng, geometry)
+    imgs = transforms.to_pil(frames)
     dbox = transforms.scale_box(box, hw, imgs[0].size[::-1])  # box in decoded pixels
     if t["randaug_mode"] == "exact":  # released order: every op on the full frame, then crop
       imgs = transforms.rand_augment(imgs, ops, interpolation=t["randaug_interpolation"])
@@ -171,19 +184,35 @@ class ClipLoader:
       imgs = (transforms.fused_warp(imgs, geo, hw, box, out, t["resample"]) if geo
               else transforms.resized_crop(imgs, dbox, out, t["resample"]))
       ops = [o for o in ops if o[0] not in transforms.GEOMETRIC_OPS]
-    jitter, gray = None, None
-    if t["color_jitter_prob"] > 0 or t["grayscale_prob"] > 0:
-      jitter, gray = transforms.sample_jitter_and_gray(
-          rng, len(imgs), t["color_jitter_prob"], t["color_jitter"], t["grayscale_prob"],
-          t["jitter_mode"])
     if self.device_aug:  # the rest runs in the train step (`device_aug.apply`)
-      return transforms.to_numpy(imgs), device_aug.encode_params(len(imgs), ops, flip, jitter, gray)
+      clip = transforms.to_numpy(imgs)
+      if canvas:  # frame larger than the canvas: the crop cut here, placed top-left
+        clip = np.pad(clip, ((0, 0), (0, canvas[0] - out[0]), (0, canvas[1] - out[1]), (0, 0)))
+        geometry = (np.eye(3)[:2], out)
+      return self._finish_device(clip, ops, flip, rng, geometry)
+    jitter, gray = self._sample_jitter(rng, len(imgs))
     imgs = transforms.rand_augment(imgs, ops)
     if flip:
       imgs = transforms.hflip(imgs)
     if jitter is not None:
       imgs = transforms.apply_jitter_and_gray(imgs, jitter, gray)
     return transforms.to_numpy(imgs), None
+
+  def _sample_jitter(self, rng, num_frames: int):
+    t = self.cfg["train"]
+    if t["color_jitter_prob"] > 0 or t["grayscale_prob"] > 0:
+      return transforms.sample_jitter_and_gray(rng, num_frames, t["color_jitter_prob"],
+                                               t["color_jitter"], t["grayscale_prob"],
+                                               t["jitter_mode"])
+    return None, None
+
+  def _finish_device(self, clip, ops, flip, rng, geometry):
+    jitter, gray = self._sample_jitter(rng, len(clip))
+    params = device_aug.encode_params(len(clip), ops, flip, jitter, gray)
+    if geometry is not None:
+      params["aug_warp"] = np.asarray(geometry[0], np.float32)
+      params["aug_hw"] = np.asarray(geometry[1], np.int32)
+    return clip, params
 
   def _eval_views(self, n, get, hw) -> np.ndarray:
     c, e = self.cfg, self.cfg["eval"]
@@ -210,7 +239,7 @@ class ClipLoader:
       return el
     el = {"clip": np.stack(clips), "label": np.int32(rec["label"]), "blank": np.array(blank)}
     if self.device_aug:
-      el.update({k: np.stack([p[k] for p in params]) for k in device_aug.AUG_KEYS})
+      el.update({k: np.stack([p[k] for p in params]) for k in params[0]})
     return el
 
   def _warn(self, index: int, error: Exception, action: str) -> str:
@@ -264,7 +293,7 @@ class ClipLoader:
                        f"the data (last: {where}: {last})") from last
 
 
-_PER_SAMPLE = ("clip", "blank") + tuple(device_aug.AUG_KEYS)  # [b, R, ...] with R samples
+_PER_SAMPLE = ("clip", "blank", "aug_warp", "aug_hw") + tuple(device_aug.AUG_KEYS)  # [b, R, ...]
 _ONCE_PER_RECORD = {"num_replaced": 0, "replaced": -1}  # kept on the first of the R rows
 
 

@@ -294,6 +294,17 @@ def op_matrix(name: str, arg: float, height: int, width: int) -> np.ndarray:
   return m
 
 
+def warp_matrix(geo_ops, src_hw: tuple[int, int], box: Box, out_hw: tuple[int, int],
+                decoded_hw: tuple[int, int]) -> np.ndarray:
+  """3×3 map from output pixel coordinates (centres at +0.5, PIL) to decoded-frame coordinates:
+  S·M1·…·Mn·C (C: crop box → output grid, M: geometric ops on the full frame, S: full → decoded)."""
+  y, x, h, w = box
+  m = np.diag([decoded_hw[1] / src_hw[1], decoded_hw[0] / src_hw[0], 1.0])
+  for name, arg in geo_ops:
+    m = m @ op_matrix(name, arg, src_hw[0], src_hw[1])
+  return m @ np.array([[w / out_hw[1], 0, x], [0, h / out_hw[0], y], [0, 0, 1]])
+
+
 def fused_warp(images: Sequence[Image.Image], geo_ops, src_hw: tuple[int, int], box: Box,
                out_hw: tuple[int, int], resample: str = "bilinear",
                fill: tuple[int, ...] = RANDAUG_FILL) -> list[Image.Image]:
@@ -302,12 +313,7 @@ def fused_warp(images: Sequence[Image.Image], geo_ops, src_hw: tuple[int, int], 
   `images` may be decoded at a reduced size; `src_hw`/`box`/op sizes refer to the full frame.
   Output pixel q maps to input S·M1·…·Mn·C·q (C: crop box → output grid, S: full → decoded).
   """
-  dh, dw = images[0].size[1], images[0].size[0]
-  y, x, h, w = box
-  m = np.diag([dw / src_hw[1], dh / src_hw[0], 1.0])
-  for name, arg in geo_ops:
-    m = m @ op_matrix(name, arg, src_hw[0], src_hw[1])
-  m = m @ np.array([[w / out_hw[1], 0, x], [0, h / out_hw[0], y], [0, 0, 1]])
+  m = warp_matrix(geo_ops, src_hw, box, out_hw, (images[0].size[1], images[0].size[0]))
   data = tuple(m[:2].ravel())
   return [im.transform((out_hw[1], out_hw[0]), Image.Transform.AFFINE, data,
                        resample=RESAMPLE[resample], fillcolor=fill) for im in images]
