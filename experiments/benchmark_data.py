@@ -35,7 +35,9 @@ the references ran, `ratio_vs_reference` (prepared frames / official on mp4, wor
 size) and `ratio_vs_reference_mp4` (mp4 as-is, worst recipe and size), both with the default
 host augmentation, and the same two for the host part of `data.train.augment_on='device'`
 (`*_device_aug`: colour ops, flip, jitter and gray left to the train step), and
-`ratio_vs_reference_short_gop_device_aug` (`prepare_data.py --mode video --gop 8` records).
+`ratio_vs_reference_short_gop_device_aug` (`prepare_data.py --mode video --gop 8` records) and
+`ratio_vs_reference_device_aug_warp` (prepared frames, `data.train.device_canvas=(256, 456)`:
+the crop and RandAugment's geometric ops cut on the device too; the host ships whole frames).
 
   python experiments/benchmark_data.py [--workers 2] [--seconds 5] [--dir DIR] [--videos DIR]
   python experiments/benchmark_data.py --config configs/video_focalnet/k400_base.py \
@@ -204,6 +206,7 @@ def _file_source(lst: str) -> sources.VideoFileSource:
 
 
 SHORT_GOP_PREPARED = 8  # prepare_data --mode video --gop 8
+DEVICE_CANVAS = (256, 456)  # data.train.device_canvas for the device-warp rows (16:9 at 256)
 
 
 def prepare_frames(lst: str, out: str, gop: int = 0) -> sources.PreparedSource:
@@ -437,6 +440,7 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
 
   torch_ok = all(importlib.util.find_spec(m) for m in ("torch", "torchvision", "timm"))
   ratios, ratios_mp4, ratios_dev, ratios_dev_mp4, ratios_dev_gop = [], [], [], [], []
+  ratios_warp = []
   for size, (prep_s, mp4_s) in all_sources.items():
     for recipe in ("uniformerv2", "video_focalnet"):
       c = cfg_for(recipe, 8)
@@ -448,6 +452,10 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
       cd = cfg_for(recipe, 8)
       cd.train.augment_on = "device"  # host part only: colour ops/flip/jitter run in the step
       dev = timed(f"prepared {tag} device-aug", pipeline.ClipLoader(prep_s, cd, True), prep_s)
+      cw = cfg_for(recipe, 8)
+      cw.train.augment_on, cw.train.device_canvas = "device", DEVICE_CANVAS
+      dev_warp = timed(f"prepared {tag} device-aug+warp", pipeline.ClipLoader(prep_s, cw, True),
+                       prep_s)
       dev_mp4 = timed(f"mp4 as-is {tag} device-aug",
                       pipeline.ClipLoader(mp4_s[ONE_KEYFRAME], cd, True), mp4_s[ONE_KEYFRAME])
       gop_tag = f"prepared video gop{SHORT_GOP_PREPARED} {tag}"
@@ -468,10 +476,12 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
         ratios_dev.append(round(dev / ref, 2))
         ratios_dev_mp4.append(round(dev_mp4 / ref, 2))
         ratios_dev_gop.append(round(dev_gop / ref, 2))
+        ratios_warp.append(round(dev_warp / ref, 2))
         print(f"{'':<4s}ratio vs reference: prepared {ratios[-1]:.2f}x, mp4 as-is "
               f"{ratios_mp4[-1]:.2f}x; device-aug host part: prepared {ratios_dev[-1]:.2f}x, "
               f"mp4 as-is {ratios_dev_mp4[-1]:.2f}x, video gop{SHORT_GOP_PREPARED} "
-              f"{ratios_dev_gop[-1]:.2f}x", flush=True)
+              f"{ratios_dev_gop[-1]:.2f}x; with the device warp: prepared {ratios_warp[-1]:.2f}x",
+              flush=True)
   size0 = next(iter(all_sources))
   ce = cfg_for("uniformerv2", 8)
   report(f"prepared eval {size0} 8x224 4x3 views",
@@ -498,6 +508,7 @@ def run(a: argparse.Namespace, root: str, data=None) -> dict:
                    ratio_vs_reference_device_aug=min(ratios_dev),
                    ratio_vs_reference_mp4_device_aug=min(ratios_dev_mp4),
                    ratio_vs_reference_short_gop_device_aug=min(ratios_dev_gop),
+                   ratio_vs_reference_device_aug_warp=min(ratios_warp),
                    reference_decoder="decord" if importlib.util.find_spec("decord") else
                    "pyav (decord stand-in)")
   summary.update(workers=a.workers, cpu_count=os.cpu_count(),
