@@ -9,7 +9,12 @@ RandAugment's colour ops (same op and magnitude on every frame, histograms per f
 ops applied frame by frame), horizontal flip, torchvision ColorJitter (per-frame order and
 factors) and RandomGrayscale, all on uint8 values, returning uint8-valued float32 clips for
 `mixing.normalize`. What moves: for Video-FocalNet the jitter/gray (~15 ms of ~30 ms host CPU
-per clip), for UniFormerV2 the colour ops and flip (~3 ms).
+per clip), for UniFormerV2 the colour ops and flip (~3 ms). With `data.train.device_canvas`
+the host ships the whole decoded frames (0-padded to the canvas) and `warp` also cuts the crop
+with RandAugment's geometric ops on the device (Pillow's affine BILINEAR with fill 128, max |Δ|
+1 against the host warp; crops without geometric ops use the same warp instead of PIL's resize),
+leaving the host ~8 ms per prepared-frame clip (read, JPEG decode, copy). `blank` is then
+computed on the canvas (not detected).
 
 Parity with the host ops (Pillow, as timm / torchvision call them) for the same parameters,
 tests/data/test_data_device_aug.py, on real h264 frames: Invert, Posterize, Solarize,
