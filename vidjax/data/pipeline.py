@@ -37,7 +37,9 @@ Train batches (dicts of numpy arrays):
   aug_*                     with data.train.augment_on='device' only: `clip` is the host crop
                             (geometry applied), these the sampled colour ops, flip, jitter and
                             gray per row (`device_aug.encode_params`); the train step applies
-                            them (`device_aug.apply`) before `mixing.normalize`
+                            them (`device_aug.apply`) before `mixing.normalize`; with
+                            data.train.device_canvas `clip` is [B, T, Hc, Wc, 3] whole frames
+                            and aug_warp [B, 2, 3], aug_hw [B, 2] place the crop
 Undecodable records (corrupt, truncated, empty, missing, no video stream) are replaced by a
 record drawn from `np.random.default_rng([seed, index, attempt])`, at most `max_replacements`
 times in a row (then RuntimeError); each pipeline logs every bad path once (WARNING on the
