@@ -252,19 +252,23 @@ def settings(config) -> dict[str, Any]:
 
 def model_flops(config, mode: str, clips: int) -> tuple[float, float]:
   """(forward GMACs per clip, model FLOPs of one step for ``clips`` clips)."""
-  gmacs, _ = summary.forward_cost(config.model)
+  # Unrolled: XLA's cost analysis counts a while-loop body (scan_layers) once, not per layer.
+  gmacs, _ = summary.forward_cost(dict(config.model.to_dict(), scan_layers=False))
   return gmacs, 2 * gmacs * 1e9 * (3 if mode == "train" else 1) * clips
 
 
 def _memory_peak(compiled) -> int | None:
-  """Bytes one device needs for ``compiled``: arguments + outputs - donated (aliased) + temporaries,
-  or XLA's own ``peak_memory_in_bytes`` where that is larger."""
+  """Bytes one device needs for ``compiled``: XLA's ``peak_memory_in_bytes`` (libtpu's fit check
+  uses it: a v5e plan whose temporaries alone sum to more than HBM compiles when this fits),
+  else arguments + outputs - donated (aliased) + temporaries."""
   ma = compiled.memory_analysis()
   if ma is None:
     return None
-  total = (ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
-           + ma.temp_size_in_bytes)
-  return int(max(total, getattr(ma, "peak_memory_in_bytes", 0) or 0))
+  peak = getattr(ma, "peak_memory_in_bytes", 0) or 0
+  if peak:
+    return int(peak)
+  return int(ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
+             + ma.temp_size_in_bytes)
 
 
 def measure(rel: str, config, mode: str, batch_per_device: int | None, steps: int,
@@ -392,8 +396,8 @@ def aot_plan(rel: str, config, topology: str, batch_per_chip: int | None) -> dic
       opt_state_bytes_per_chip=mesh_lib.shard_bytes(abstract_state.opt_state),
       peak_bytes_per_chip=_memory_peak(compiled),
       temp_bytes_per_chip=int(ma.temp_size_in_bytes) if ma is not None else None,
-      xla_peak_memory_in_bytes=int(getattr(ma, "peak_memory_in_bytes", 0) or 0) if ma else None,
       hbm_bytes_per_chip=HBM_BYTES.get(kind),
+      # XLA's count: a scanned layer stack's body once, remat recomputation included.
       xla_flops_per_chip=float(cost.get("flops", 0.0)) if cost else None,
       model_flops_per_chip=flops / len(devices), gmacs_per_clip=round(gmacs, 6),
       collectives=collectives(compiled.as_text()))
