@@ -3,14 +3,17 @@ cannot.
 
     python experiments/demo.py --workdir /tmp/vidjax-demo
 
-1. Writes the synthetic motion dataset (``vidjax.data.synthetic``: a polygon translating left /
-   right / up / down at two speeds or rotating either way, over a random background with static
-   distractors) to ``WORKDIR/data`` on first use.
+1. Writes the synthetic motion dataset (``vidjax.data.synthetic.HORIZONTAL``: a polygon moving
+   right or left, crossing the frame once or twice per clip, over a random gradient background
+   with static distractors; 40x40 videos of 32 frames) to ``WORKDIR/data`` on first use.
+   Every class visits the same positions, so no single frame, nor the set of frames, tells
+   the classes apart: only their order does.
 2. Trains ``configs/demo/uniformerv2.py`` and ``configs/demo/video_focalnet.py`` with the
    training loop of ``experiments/train.py`` (workdirs ``WORKDIR/uniformerv2`` and
    ``WORKDIR/video_focalnet``, usable by ``evaluate.py``, ``infer.py``, ``visualize.py``), and
    the same models with their temporal modules off (the papers' ablation): UniFormerV2 without
-   local MHRA and global blocks (per-frame CLIP + frame mean), Video-FocalNet ``spatial_only``
+   local MHRA, global blocks and the 3-frame tubelet stem (per-frame CLIP + frame mean),
+   Video-FocalNet ``spatial_only``
    (Fig. 4a). Rerunning resumes / reuses finished runs.
 3. Evaluates each multi-view (2 clips) on the held-out split and runs ``infer.py`` on one held-out
    video; draws ``WORKDIR/demo.png`` (learning curves and the four accuracies).
@@ -38,7 +41,8 @@ RUNS = {  # name -> (config file, overrides of the ablation)
     "uniformerv2": ("configs/demo/uniformerv2.py", {}),
     "uniformerv2_ablation": ("configs/demo/uniformerv2.py",
                              {"model.no_lmhra": True, "model.n_layers": 0,
-                              "model.return_list": (), "model.mlp_dropout": ()}),
+                              "model.return_list": (), "model.mlp_dropout": (),
+                              "model.temporal_downsample": False}),
     "video_focalnet": ("configs/demo/video_focalnet.py", {}),
     "video_focalnet_ablation": ("configs/demo/video_focalnet.py",
                                 {"model.design": "spatial_only"}),
@@ -50,15 +54,18 @@ def make_data(root: str, quick: bool) -> None:
   import tqdm
   from vidjax.configs import demo
   from vidjax.data import synthetic
-  splits = {"train": 3 if quick else 40, "val": 1 if quick else 12}
+  splits = {"train": 3 if quick else demo.TRAIN_PER_CLASS,
+            "val": 1 if quick else demo.VAL_PER_CLASS}
   if all(os.path.isfile(os.path.join(root, f"{s}.txt")) for s in splits):
     return
   total = sum(splits.values()) * demo.NUM_CLASSES
   with tqdm.tqdm(total=total, desc="synthetic videos", unit="video", file=sys.stderr) as bar:
     done = 0
     for i, (split, n) in enumerate(splits.items()):
-      synthetic.write_dataset(root, n, num_classes=demo.NUM_CLASSES, num_frames=(24, 40),
-                              height=72, width=96, split=split, seed=1000 * i,
+      synthetic.write_dataset(root, n, num_classes=demo.NUM_CLASSES,
+                              num_frames=demo.VIDEO_FRAMES,
+                              height=demo.VIDEO_SIZE, width=demo.VIDEO_SIZE, split=split,
+                              seed=1000 * i, motions=synthetic.HORIZONTAL,
                               progress=lambda k, base=done: bar.update(base + k - bar.n))
       done += n * demo.NUM_CLASSES
 
@@ -82,6 +89,7 @@ def plot(workdir: str, results: dict) -> str:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from vidjax.configs import demo
   from vidjax.train import metrics
   fig, (ax_u, ax_f, ax_acc) = plt.subplots(1, 3, figsize=(15, 4))
   for name, ax in (("uniformerv2", ax_u), ("video_focalnet", ax_f)):
@@ -98,7 +106,7 @@ def plot(workdir: str, results: dict) -> str:
   ax_acc.bar([i - 0.2 for i in x], [results[n]["top1"] for n in names], 0.4, label="full model")
   ax_acc.bar([i + 0.2 for i in x], [results[n]["ablation_top1"] for n in names], 0.4,
              label="temporal modules off")
-  ax_acc.axhline(1 / 8, color="gray", linestyle=":", label="chance")
+  ax_acc.axhline(1 / demo.NUM_CLASSES, color="gray", linestyle=":", label="chance")
   ax_acc.set_xticks(list(x), names)
   ax_acc.set_ylim(0, 1)
   ax_acc.set_title("held-out top-1 (2 clips per video)")

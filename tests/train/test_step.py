@@ -182,3 +182,40 @@ def test_logical_spec_drops_axes_that_do_not_divide_and_moves_fsdp():
   # A batch of 6 on data=4 x fsdp=2: data does not divide it, fsdp does.
   assert tuple(mesh_lib.logical_spec(("act_batch", None), (6, 3), SHARDING_RULES,
                                      {"data": 4, "fsdp": 2, "tensor": 1})) == ("fsdp", None)
+
+
+def test_device_augmentation_runs_in_the_train_step(load_config):
+  # augment_on='device': the step applies device_aug to the raw crops, so its loss equals the
+  # host-augmented batch's loss through the plain step (and differs from the unaugmented crops').
+  from vidjax.data import device_aug, pipeline
+  c = _tiny_u(load_config, **SGD)
+  c.data.train.update(dict(rand_augment="rand-m7-n4-mstd0.5-inc1", flip_prob=0.5,
+                           color_jitter_prob=0.8, grayscale_prob=0.2))
+  m = c.model
+  dev_cfg = loop.resolve_config(c).data
+  dev_cfg.train.augment_on = "device"
+  loader = pipeline.ClipLoader(None, dev_cfg, train=True)
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (m.num_frames * 2, 48, 64, 3), dtype=np.uint8)
+  get = lambda idx, size=None: frames[np.asarray(idx) % len(frames)]
+  samples = [loader._train_sample(m.num_frames * 2, get, (48, 64), np.random.default_rng(s))
+             for s in range(8)]
+  dev = {"clip": np.stack([s[0] for s in samples]),
+         "label": rng.integers(0, m.num_classes, (8,)).astype(np.int32)}
+  dev.update({k: np.stack([s[1][k] for s in samples]) for k in device_aug.AUG_KEYS})
+  aug = dict(color_ops=True, jitter_gray=True, crop_size=int(dev_cfg.crop_size))
+  host = {"clip": np.asarray(device_aug.apply(dev, **aug)).round().astype(np.uint8),
+          "label": dev["label"]}
+  assert not np.array_equal(host["clip"], dev["clip"])
+  one = (("data", 1), ("fsdp", 1), ("tensor", 1))
+  setup_h, state_h = _setup(c, one, jax.devices()[:1])  # the step donates its state
+  c.data.train.augment_on = "device"
+  setup_d, state_d = _setup(c, one, jax.devices()[:1])
+  _, (mh,) = _steps(setup_h, state_h, [host])
+  _, (md,) = _steps(setup_d, state_d, [dev])
+  _, (mr,) = _steps(setup_h, loop.init_state(setup_h, seed=0)[0],
+                    [{"clip": dev["clip"], "label": dev["label"]}])
+  # The host batch is the device output rounded to uint8 (blends give fractions): ~3e-5.
+  d_dev = abs(float(md["loss"]) - float(mh["loss"]))
+  d_raw = abs(float(mr["loss"]) - float(mh["loss"]))
+  assert d_dev < 1e-4 and d_raw > 10 * d_dev, (d_dev, d_raw)

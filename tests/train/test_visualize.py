@@ -205,7 +205,8 @@ def test_bad_arguments_are_one_line_and_exit_2(checkpoint, visualize):
     visualize.visualizer(ckpt, "modulators")
 
 
-def _polygon_clip(label: int, seed: int, num_frames: int, height: int, width: int):
+def _polygon_clip(label: int, seed: int, num_frames: int, height: int, width: int,
+                  motions=synthetic.MOTIONS):
   """``synthetic.motion_frames`` and the moving polygon's mask, drawn again from the points the
   generator drew it with (distractors and background excluded)."""
   calls, draw = [], ImageDraw.ImageDraw.polygon
@@ -216,7 +217,7 @@ def _polygon_clip(label: int, seed: int, num_frames: int, height: int, width: in
 
   with mock.patch.object(ImageDraw.ImageDraw, "polygon", record):
     frames = synthetic.motion_frames(label, np.random.default_rng(seed), num_frames, height,
-                                     width)
+                                     width, motions)
   assert len(calls) == 9 * num_frames  # the shape and its 8 wrapped copies per frame
   mask = np.zeros(frames.shape, np.uint8)
   for t in range(num_frames):
@@ -240,7 +241,8 @@ def test_cam_peaks_on_the_moving_polygon(tmp_path, visualize):
   v = visualize.visualizer(os.environ["VIDJAX_DEMO_UNIFORMERV2"], "cam")
   inside, outside = [], []
   for i in range(16):
-    frames, mask = _polygon_clip(i % demo.NUM_CLASSES, 10_000 + i, 32, 72, 96)
+    frames, mask = _polygon_clip(i % demo.NUM_CLASSES, 10_000 + i, demo.VIDEO_FRAMES,
+                                 demo.VIDEO_SIZE, demo.VIDEO_SIZE, synthetic.HORIZONTAL)
     paths = [str(tmp_path / f"{name}{i}.mp4") for name in ("clip", "mask")]
     synthetic.write_mp4(paths[0], frames)
     synthetic.write_mp4(paths[1], mask, crf=0)

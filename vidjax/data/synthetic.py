@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import av
 import numpy as np
@@ -34,23 +34,34 @@ MOTIONS = (
     ("left_fast", -0.5, 0.0, 0.0),
 )
 MAX_CLASSES = len(MOTIONS)
+# The demo's classes: horizontal translation right / left, crossing the frame once or twice per
+# clip. Whole wraps make every class visit the same positions (a full horizontal band), so the
+# set of frames, hence any per-frame model with a frame mean, carries no label information; in
+# MOTIONS the axis (horizontal / vertical / none) and the smear length are visible per frame.
+HORIZONTAL = (
+    ("right", 1.0, 0.0, 0.0),
+    ("left", -1.0, 0.0, 0.0),
+    ("right_fast", 2.0, 0.0, 0.0),
+    ("left_fast", -2.0, 0.0, 0.0),
+)
+Motions = Sequence[tuple[str, float, float, float]]
 
 
-def class_names(num_classes: int) -> list[str]:
-  if not 1 <= num_classes <= MAX_CLASSES:
-    raise ValueError(f"num_classes={num_classes}: must be in [1, {MAX_CLASSES}]")
-  return [m[0] for m in MOTIONS[:num_classes]]
+def class_names(num_classes: int, motions: Motions = MOTIONS) -> list[str]:
+  if not 1 <= num_classes <= len(motions):
+    raise ValueError(f"num_classes={num_classes}: must be in [1, {len(motions)}]")
+  return [m[0] for m in motions[:num_classes]]
 
 
 def motion_frames(label: int, rng: np.random.Generator, num_frames: int, height: int,
-                  width: int) -> np.ndarray:
+                  width: int, motions: Motions = MOTIONS) -> np.ndarray:
   """uint8 `[T, H, W, 3]` frames of one clip of class `label`.
 
   Everything but the motion (background, distractors, shape, colour, start pose, speed jitter)
   is drawn from `rng` before the label is used, so one seed gives the same first frame for
   every class.
   """
-  _, dx, dy, dth = MOTIONS[label]
+  _, dx, dy, dth = motions[label]
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   c0, c1 = rng.uniform(20, 235, size=(2, 3))
   a = rng.uniform(0, 2 * np.pi)
@@ -126,13 +137,15 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = 25, gop: int = 16, crf: 
 def write_dataset(out: str, num_per_class: int, num_classes: int = 4, num_frames: int | tuple[int, int] = 32,
                   height: int = 48, width: int = 64, fps: int = 25, gop: int = 16,
                   split: str = "train", seed: int = 0,
-                  progress: Callable[[int], None] | None = None) -> str:
+                  progress: Callable[[int], None] | None = None,
+                  motions: Motions = MOTIONS) -> str:
   """Writes `num_per_class` videos per class; returns the MMAction list file path.
 
   `num_frames` may be a `(min, max)` range (inclusive) to vary video lengths; `progress(n)` is
-  called after each video with the number written so far.
+  called after each video with the number written so far; `motions` is the class table
+  (`MOTIONS` or `HORIZONTAL`).
   """
-  names = class_names(num_classes)
+  names = class_names(num_classes, motions)
   rng = np.random.default_rng(seed)
   lines = []
   for k in range(num_per_class):
@@ -140,7 +153,8 @@ def write_dataset(out: str, num_per_class: int, num_classes: int = 4, num_frames
       n = (num_frames if isinstance(num_frames, int)
            else int(rng.integers(num_frames[0], num_frames[1] + 1)))
       rel = os.path.join(split, name, f"{name}_{k:05d}.mp4")
-      write_mp4(os.path.join(out, rel), motion_frames(label, rng, n, height, width), fps, gop)
+      write_mp4(os.path.join(out, rel), motion_frames(label, rng, n, height, width, motions),
+                fps, gop)
       lines.append(f"{rel} {n} {label}")
       if progress is not None:
         progress(len(lines))
@@ -164,10 +178,13 @@ def main(argv=None) -> None:
   p.add_argument("--gop", type=int, default=16)
   p.add_argument("--splits", default="train,val")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--motions", choices=("motions", "horizontal"), default="motions",
+                 help="class table: MOTIONS (directions, speeds, rotations) or HORIZONTAL")
   a = p.parse_args(argv)
+  motions = MOTIONS if a.motions == "motions" else HORIZONTAL
   for i, split in enumerate(a.splits.split(",")):
     path = write_dataset(a.out, a.num_per_class, a.num_classes, a.frames, a.height, a.width, a.fps,
-                         a.gop, split, a.seed + 1000 * i)
+                         a.gop, split, a.seed + 1000 * i, motions=motions)
     print(f"wrote {path}")
 
 

@@ -69,6 +69,7 @@ class Config:
   mlp_ratio: float = 4.0
   drop_path_rate: float = 0.0
   drop_rate: float = 0.0
+  init_std: float = 0.02  # N(0, std^2) of every Linear (official _init_weights)
   focal_levels: tuple[int, ...] = (2, 2, 2, 2)
   focal_windows: tuple[int, ...] = (3, 3, 3, 3)
   focal_factor: int = 2
@@ -168,7 +169,11 @@ config_from_dict = functools.partial(layers.config_from_dict, Config, network="V
 # Official _init_weights: timm trunc_normal_(std=.02) truncates at +-2 *absolute* (100 sigma), so
 # it is N(0, 0.02^2) in practice; flax's truncated_normal would cut at 2 sigma instead. Biases 0;
 # convolutions keep PyTorch's default U(+-1/sqrt(fan_in)) (the ``layers.conv`` default).
-_TRUNC = nnx.initializers.normal(stddev=0.02)
+# ``init_std`` (config) is that std: 0.02 as released. From scratch at toy widths the modulator
+# ``q * h(ctx_s) * h_temporal(ctx_t)`` is a product of three O(0.02 sqrt(C)) factors, so its
+# gradients start ~1e-9 and training stalls; the demo raises it (configs/demo).
+def _trunc(cfg: "Config") -> layers.Initializer:
+  return nnx.initializers.normal(stddev=cfg.init_std)
 
 
 # ----------------------------------------------------------------------------- modulation
@@ -237,9 +242,10 @@ class FocalModulation(nnx.Module):
                factorized_3d: bool = False, rngs: nnx.Rngs):
     self.level, self.normalize = level, cfg.normalize_modulator
     self.f = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
-                          rngs=rngs, kernel_init=_TRUNC)
-    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
-    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
+                          rngs=rngs, kernel_init=_trunc(cfg))
+    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_trunc(cfg))
+    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
+                             rngs=rngs, kernel_init=_trunc(cfg))
     self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
     self.focal_layers_temporal = (_temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
                                   if factorized_3d else None)
@@ -276,17 +282,19 @@ class SpatioTemporalFocalModulation(nnx.Module):
     self.level, self.normalize, self.fusion_kind = level, cfg.normalize_modulator, \
         cfg.modulator_fusion
     self.f = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
-                          rngs=rngs, kernel_init=_TRUNC)
-    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
+                          rngs=rngs, kernel_init=_trunc(cfg))
+    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_trunc(cfg))
     self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
-    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
+    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
+                             rngs=rngs, kernel_init=_trunc(cfg))
     self.f_temporal = layers.dense(cfg, dim, dim + level + 1, ("embed", "focal_proj"),
-                                   rngs=rngs, kernel_init=_TRUNC)
+                                   rngs=rngs, kernel_init=_trunc(cfg))
     self.h_temporal = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
-                                   rngs=rngs, kernel_init=_TRUNC)
+                                   rngs=rngs, kernel_init=_trunc(cfg))
     self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
     self.ln = layers.norm(cfg, dim, rngs=rngs) if cfg.use_postln_in_modulation else None
-    self.fusion = (layers.dense(cfg, 2 * dim, dim, ("mlp", "embed"), rngs=rngs, kernel_init=_TRUNC)
+    self.fusion = (layers.dense(cfg, 2 * dim, dim, ("mlp", "embed"),
+                                rngs=rngs, kernel_init=_trunc(cfg))
                    if cfg.modulator_fusion == "projection" else None)
 
   def __call__(self, x: Array, num_frames: int, capture: bool = False):
@@ -324,11 +332,12 @@ class TemporalFocalModulation(nnx.Module):
                rngs: nnx.Rngs):
     self.normalize = cfg.normalize_modulator
     self.f_temporal = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
-                                   rngs=rngs, kernel_init=_TRUNC)
+                                   rngs=rngs, kernel_init=_trunc(cfg))
     self.h_temporal = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
-                                   rngs=rngs, kernel_init=_TRUNC)
+                                   rngs=rngs, kernel_init=_trunc(cfg))
     self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=True)
-    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_TRUNC)
+    self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
+                             rngs=rngs, kernel_init=_trunc(cfg))
 
   def __call__(self, x: Array, num_frames: int, capture: bool = False):
     """[B*T, H, W, C] -> same; ``capture`` also returns ``{'temporal': h_temporal(ctx_t)}``."""
@@ -356,8 +365,8 @@ class Mlp(nnx.Module):
   """fc1 C->rC, exact GELU, fc2 rC->C (one ``drop``out after each, ``drop_rate``, 0 as released)."""
 
   def __init__(self, cfg: Config, dim: int, hidden: int, *, rngs: nnx.Rngs):
-    self.fc1 = layers.dense(cfg, dim, hidden, ("embed", "mlp"), rngs=rngs, kernel_init=_TRUNC)
-    self.fc2 = layers.dense(cfg, hidden, dim, ("mlp", "embed"), rngs=rngs, kernel_init=_TRUNC)
+    self.fc1 = layers.dense(cfg, dim, hidden, ("embed", "mlp"), rngs=rngs, kernel_init=_trunc(cfg))
+    self.fc2 = layers.dense(cfg, hidden, dim, ("mlp", "embed"), rngs=rngs, kernel_init=_trunc(cfg))
     self.drop = _maybe_dropout(cfg.drop_rate)
 
   def __call__(self, x: Array) -> Array:
@@ -534,7 +543,7 @@ class Model(nnx.Module):
                              if cfg.design == "factorized_encoder" else None)
     self.norm = layers.norm(cfg, dims[-1], rngs=rngs)
     self.head = layers.dense(cfg, dims[-1], cfg.num_classes, ("embed", "classes"),
-                             rngs=rngs, kernel_init=_TRUNC,
+                             rngs=rngs, kernel_init=_trunc(cfg),
                        dtype=jnp.float32)
     if cfg.drop_path_rate > 0 or cfg.drop_rate > 0:
       nnx.reseed(self, dropout=rngs.dropout(), policy="match_shape")

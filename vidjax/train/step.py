@@ -19,6 +19,7 @@ norm leaves params, optimizer and statistics unchanged and is reported (``finite
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from vidjax.data import mixing
+from vidjax.data import device_aug, mixing
 
 
 @flax.struct.dataclass
@@ -140,11 +141,21 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, schedule: Ca
   """``train_step(state, batch) -> (state, metrics)``; jit it with shardings (``loop``)."""
   mean, std, mix = tuple(data_cfg.mean), tuple(data_cfg.std), data_cfg.mixing
   soft = _uses_soft_targets(mix)
+  t = data_cfg.train
+  # data.train.augment_on='device': the batch carries the host-drawn parameters (aug_*) and the
+  # augmentation runs here, before normalisation (vidjax.data.device_aug).
+  augment = None
+  if t.get("augment_on", "host") == "device":
+    augment = functools.partial(
+        device_aug.apply, color_ops=bool(t.rand_augment),
+        jitter_gray=bool(t.color_jitter_prob > 0 or t.grayscale_prob > 0),
+        crop_size=int(data_cfg.crop_size))
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     k_drop, k_mix = jax.random.split(key)
-    clips = mixing.normalize(batch["clip"], mean, std, compute_dtype)
+    raw = augment(batch) if augment is not None else batch["clip"]
+    clips = mixing.normalize(raw, mean, std, compute_dtype)
     labels = batch["label"]
     targets = None
     if soft:
