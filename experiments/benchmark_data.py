@@ -61,12 +61,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
 from vidjax import cli
-from vidjax.data import config, decode, pipeline, sampling, sources
+from vidjax.data import config, decode, pipeline, sampling, sources, synthetic
 
 
 class BaselineLoader(pipeline.ClipLoader):
@@ -136,16 +135,7 @@ def _cover(frame: np.ndarray, w: int, h: int) -> np.ndarray:
 
 def write_h264(path: str, frames, gop: int, fps: int = 25) -> str:
   """libx264 crf 23 (preset medium, B-frames), a keyframe every `gop` frames (no scene cuts)."""
-  with av.open(path, "w") as c:
-    s = c.add_stream("libx264", rate=fps)
-    s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-    s.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": "23"}
-    s.codec_context.thread_count = 1
-    for f in frames:
-      for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-        c.mux(p)
-    for p in s.encode():
-      c.mux(p)
+  synthetic.write_mp4(path, frames, fps=fps, gop=gop, preset="medium")
   return path
 
 

@@ -118,14 +118,16 @@ def read_frame_ids(frames: np.ndarray) -> np.ndarray:
   return (bits * (1 << np.arange(7, -1, -1))).sum(1)
 
 
-def write_mp4(path: str, frames: np.ndarray, fps: int = 25, gop: int = 16, crf: int = 23) -> None:
-  """libx264 yuv420p mp4 with a keyframe every `gop` frames (no scene-cut keyframes)."""
+def write_mp4(path: str, frames: Sequence[np.ndarray], fps: int = 25, gop: int = 16,
+              crf: int = 23, preset: str = "veryfast") -> None:
+  """libx264 yuv420p mp4 with a keyframe every `gop` frames (no scene-cut keyframes); `frames`
+  is a uint8 `[T, H, W, 3]` array or a list of `[H, W, 3]` frames."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with av.open(path, "w") as c:
     s = c.add_stream("libx264", rate=fps)
-    s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
     s.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": str(crf),
-                 "preset": "veryfast"}
+                 "preset": preset}
     s.codec_context.thread_count = 1
     for f in frames:
       for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
