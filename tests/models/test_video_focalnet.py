@@ -121,6 +121,13 @@ def test_init_follows_official_init_weights():
   assert np.abs(dw).max() <= 1 / 5 and np.abs(dw).max() > 0.19
   tc = np.asarray(mod.focal_layers_temporal[0].kernel.get_value())  # [3,C,C]: fan_in 96
   assert np.abs(tc).max() <= 1 / np.sqrt(96) and np.abs(tc).max() > 0.9 / np.sqrt(96)
+  # h (Conv2d 1x1) and h_temporal (Conv1d k=1) are convs, untouched by _init_weights: PyTorch's
+  # default U(+-1/sqrt(C)) for the weight *and* the bias (not trunc_normal / zeros).
+  for h in (mod.h, mod.h_temporal):
+    for p in (h.kernel, h.bias):
+      v = np.asarray(p.get_value())
+      assert np.abs(v).max() <= 1 / np.sqrt(32) and np.abs(v).max() > 0.8 / np.sqrt(32)
+      assert abs(v.std() - 1 / np.sqrt(3 * 32)) < 0.1 / np.sqrt(32)  # uniform: bound / sqrt 3
 
 
 def test_image_focalnet_tiny_param_count():

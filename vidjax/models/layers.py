@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from flax.core import spmd as core_spmd
+from jax.ad_checkpoint import checkpoint_name
 
 Array = jax.Array
 Initializer = nnx.initializers.Initializer
@@ -306,6 +307,21 @@ def constrain(x: Array, names: Sequence[str | None]) -> Array:
   return jax.lax.with_sharding_constraint(x, spec)
 
 
+# Activations tagged with ``jax.ad_checkpoint.checkpoint_name`` (:func:`tag`) for the named
+# remat policies below. UniFormerV2: ``attn_qkv`` (the q, k, v projections), ``attn_out`` (the
+# attention output before its output projection), ``mlp_hidden`` (the FFN's first matmul, before
+# the activation: the 4x-wide tensor). Video-FocalNet: ``modulation_f`` (the linear giving q,
+# context and gates, Eq. (4)), ``modulator`` (h(Σ gates · context), the m of Eq. (5)),
+# ``mlp_hidden``. A tag is the identity outside ``jax.checkpoint``.
+ACTIVATION_NAMES = ("attn_qkv", "attn_out", "mlp_hidden", "modulation_f", "modulator")
+
+
+def tag(x: Array, name: str) -> Array:
+  """Names an activation for the ``save_*`` remat policies (one of :data:`ACTIVATION_NAMES`)."""
+  assert name in ACTIVATION_NAMES, name
+  return checkpoint_name(x, name)
+
+
 _REMAT_POLICIES: dict[str, Callable | None] = {
     "none": None,  # no rematerialisation
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -313,6 +329,12 @@ _REMAT_POLICIES: dict[str, Callable | None] = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "everything_saveable": jax.checkpoint_policies.everything_saveable,
+    # By name: keep the attention inputs/outputs, recompute the MLP, norms and elementwise work
+    # (the MLP hidden is the largest per-token activation of a ViT block).
+    "save_attention": jax.checkpoint_policies.save_only_these_names("attn_qkv", "attn_out"),
+    # Every projection output but none of the attention logits/probabilities (the [L, L] tensors
+    # that make ``dots_saveable`` memory-hungry at 16-32 frames) nor norms/activations.
+    "save_projections": jax.checkpoint_policies.save_only_these_names(*ACTIVATION_NAMES),
 }
 
 

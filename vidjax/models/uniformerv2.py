@@ -108,7 +108,7 @@ class Config:
   param_dtype: str = "float32"
   attention_impl: str = "xla"
   depthwise_impl: str = "conv"  # "shift": layers.depthwise_shift (fast on CPU) for DPE / LT_MHRA
-  remat_policy: str = "none"
+  remat_policy: str = "none"  # layers._REMAT_POLICIES: none, full, save_attention, ...
   scan_layers: bool = False
 
   def __post_init__(self):
@@ -271,8 +271,10 @@ class MultiheadAttention(nnx.Module):
     """
     b, lq, c = x.shape
     split = lambda t: t.reshape(t.shape[0], t.shape[1], self.heads, c // self.heads)
-    q, k, v = split(self.q_proj(x)), split(self.k_proj(y)), split(self.v_proj(y))
-    out = self.out_proj(layers.attention(q, k, v, self.impl).reshape(b, lq, c))
+    q, k, v = (layers.tag(split(p(t)), "attn_qkv")
+               for p, t in ((self.q_proj, x), (self.k_proj, y), (self.v_proj, y)))
+    out = layers.tag(layers.attention(q, k, v, self.impl).reshape(b, lq, c), "attn_out")
+    out = self.out_proj(out)
     return (out, layers.attention_weights(q, k)) if weights else out
 
 
@@ -288,7 +290,7 @@ class Mlp(nnx.Module):
                                kernel_init=_zeros if zero_proj else layers.torch_kernel_init)
 
   def __call__(self, x: Array) -> Array:
-    h = layers.quick_gelu(self.c_fc(x))
+    h = layers.quick_gelu(layers.tag(self.c_fc(x), "mlp_hidden"))
     if self.dropout is not None:
       h = self.dropout(h)
     return self.c_proj(h)

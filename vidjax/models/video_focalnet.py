@@ -85,7 +85,7 @@ class Config:
   dtype: str = "float32"
   param_dtype: str = "float32"
   depthwise_impl: str = "conv"  # "shift": layers.depthwise_shift (fast on CPU) for focal convs
-  remat_policy: str = "none"
+  remat_policy: str = "none"  # layers._REMAT_POLICIES: none, full, save_attention, ...
   scan_layers: bool = False
 
   def __post_init__(self):
@@ -166,14 +166,22 @@ config_from_dict = functools.partial(layers.config_from_dict, Config, network="V
 
 # ----------------------------------------------------------------------------- initialisers
 
-# Official _init_weights: timm trunc_normal_(std=.02) truncates at +-2 *absolute* (100 sigma), so
-# it is N(0, 0.02^2) in practice; flax's truncated_normal would cut at 2 sigma instead. Biases 0;
-# convolutions keep PyTorch's default U(+-1/sqrt(fan_in)) (the ``layers.conv`` default).
-# ``init_std`` (config) is that std: 0.02 as released. From scratch at toy widths the modulator
-# ``q * h(ctx_s) * h_temporal(ctx_t)`` is a product of three O(0.02 sqrt(C)) factors, so its
-# gradients start ~1e-9 and training stalls; the demo raises it (configs/demo).
+# Official _init_weights: timm trunc_normal_(std=.02) on every nn.Linear truncates at +-2
+# *absolute* (100 sigma), so it is N(0, 0.02^2) in practice; flax's truncated_normal would cut at
+# 2 sigma instead. Linear biases 0. Convolutions are not touched by _init_weights and keep
+# PyTorch's default U(+-1/sqrt(fan_in)) for weight and bias (the ``layers.conv`` default); that
+# includes the modulators ``h`` (Conv2d 1x1) and ``h_temporal`` (Conv1d k=1), Dense layers here
+# (:func:`_modulator`). ``init_std`` (config) is the Linear std: 0.02 as released.
 def _trunc(cfg: "Config") -> layers.Initializer:
   return nnx.initializers.normal(stddev=cfg.init_std)
+
+
+def _modulator(cfg: "Config", dim: int, rngs: nnx.Rngs) -> nnx.Linear:
+  """``h`` / ``h_temporal``: a 1x1 conv in the official code, i.e. a Dense with PyTorch's default
+  conv init (weight and bias U(+-1/sqrt(C))); its bias gives the modulator a non-zero start."""
+  init = layers.torch_uniform(dim)
+  return layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=init,
+                      bias_init=init)
 
 
 # ----------------------------------------------------------------------------- modulation
@@ -243,7 +251,7 @@ class FocalModulation(nnx.Module):
     self.level, self.normalize = level, cfg.normalize_modulator
     self.f = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
                           rngs=rngs, kernel_init=_trunc(cfg))
-    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_trunc(cfg))
+    self.h = _modulator(cfg, dim, rngs)
     self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
                              rngs=rngs, kernel_init=_trunc(cfg))
     self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
@@ -254,14 +262,15 @@ class FocalModulation(nnx.Module):
   def __call__(self, x: Array, num_frames: int, capture: bool = False):
     """[B*T, H, W, C] -> same; ``capture`` also returns ``{'spatial': h(ctx_s)}``."""
     c = x.shape[-1]
-    y = self.f(x)
+    y = layers.tag(self.f(x), "modulation_f")
     q, ctx, gates = y[..., :c], y[..., c:2 * c], y[..., 2 * c:]
     extra = None
     if self.focal_layers_temporal is not None:
       extra = [lambda z, conv=conv: _from_time_major(conv(_to_time_major(z, num_frames)),
                                                      z.shape)
                for conv in self.focal_layers_temporal]
-    m_s = self.h(_aggregate(ctx, gates, self.focal_layers, (1, 2), self.normalize, extra))
+    m_s = layers.tag(self.h(_aggregate(ctx, gates, self.focal_layers, (1, 2), self.normalize,
+                                       extra)), "modulator")
     out = q * m_s
     if self.ln is not None:
       out = self.ln(out).astype(q.dtype)
@@ -283,14 +292,13 @@ class SpatioTemporalFocalModulation(nnx.Module):
         cfg.modulator_fusion
     self.f = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
                           rngs=rngs, kernel_init=_trunc(cfg))
-    self.h = layers.dense(cfg, dim, dim, ("embed", "embed_out"), rngs=rngs, kernel_init=_trunc(cfg))
+    self.h = _modulator(cfg, dim, rngs)
     self.focal_layers = _depthwise_2d(cfg, dim, kernels, rngs)
     self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
                              rngs=rngs, kernel_init=_trunc(cfg))
     self.f_temporal = layers.dense(cfg, dim, dim + level + 1, ("embed", "focal_proj"),
                                    rngs=rngs, kernel_init=_trunc(cfg))
-    self.h_temporal = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
-                                   rngs=rngs, kernel_init=_trunc(cfg))
+    self.h_temporal = _modulator(cfg, dim, rngs)
     self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=False)
     self.ln = layers.norm(cfg, dim, rngs=rngs) if cfg.use_postln_in_modulation else None
     self.fusion = (layers.dense(cfg, 2 * dim, dim, ("mlp", "embed"),
@@ -302,14 +310,15 @@ class SpatioTemporalFocalModulation(nnx.Module):
     h_temporal(ctx_t)}`` (Eq. 8-9), both [B*T, H, W, C]."""
     c = x.shape[-1]
     # Temporal branch on [B*H*W, T, .] (b-major regrouping of the (b t) batch).
-    yt = self.f_temporal(_to_time_major(x, num_frames))
+    yt = layers.tag(self.f_temporal(_to_time_major(x, num_frames)), "modulation_f")
     ctx_t = _aggregate(yt[..., :c], yt[..., c:], self.focal_layers_temporal, (1,),
                        self.normalize)
-    m_t = _from_time_major(self.h_temporal(ctx_t), x.shape)
+    m_t = _from_time_major(layers.tag(self.h_temporal(ctx_t), "modulator"), x.shape)
     # Spatial branch on [B*T, H, W, .] (image FocalNet).
-    y = self.f(x)
+    y = layers.tag(self.f(x), "modulation_f")
     q, ctx, gates = y[..., :c], y[..., c:2 * c], y[..., 2 * c:]
-    m_s = self.h(_aggregate(ctx, gates, self.focal_layers, (1, 2), self.normalize))
+    m_s = layers.tag(self.h(_aggregate(ctx, gates, self.focal_layers, (1, 2), self.normalize)),
+                     "modulator")
     if self.fusion_kind == "multiply":
       out = q * m_s * m_t
     elif self.fusion_kind == "average":
@@ -333,8 +342,7 @@ class TemporalFocalModulation(nnx.Module):
     self.normalize = cfg.normalize_modulator
     self.f_temporal = layers.dense(cfg, dim, 2 * dim + level + 1, ("embed", "focal_proj"),
                                    rngs=rngs, kernel_init=_trunc(cfg))
-    self.h_temporal = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
-                                   rngs=rngs, kernel_init=_trunc(cfg))
+    self.h_temporal = _modulator(cfg, dim, rngs)
     self.focal_layers_temporal = _temporal_convs(cfg, dim, kernels, rngs, depthwise=True)
     self.proj = layers.dense(cfg, dim, dim, ("embed", "embed_out"),
                              rngs=rngs, kernel_init=_trunc(cfg))
@@ -342,10 +350,10 @@ class TemporalFocalModulation(nnx.Module):
   def __call__(self, x: Array, num_frames: int, capture: bool = False):
     """[B*T, H, W, C] -> same; ``capture`` also returns ``{'temporal': h_temporal(ctx_t)}``."""
     c = x.shape[-1]
-    y = self.f_temporal(_to_time_major(x, num_frames))
+    y = layers.tag(self.f_temporal(_to_time_major(x, num_frames)), "modulation_f")
     q, ctx, gates = y[..., :c], y[..., c:2 * c], y[..., 2 * c:]
-    m_t = self.h_temporal(_aggregate(ctx, gates, self.focal_layers_temporal, (1,),
-                                     self.normalize))
+    m_t = layers.tag(self.h_temporal(_aggregate(ctx, gates, self.focal_layers_temporal, (1,),
+                                                self.normalize)), "modulator")
     out = _from_time_major(self.proj(q * m_t), x.shape)
     return (out, {"temporal": _from_time_major(m_t, x.shape)}) if capture else out
 
@@ -370,7 +378,7 @@ class Mlp(nnx.Module):
     self.drop = _maybe_dropout(cfg.drop_rate)
 
   def __call__(self, x: Array) -> Array:
-    x = _apply(self.drop, layers.gelu(self.fc1(x)))
+    x = _apply(self.drop, layers.gelu(layers.tag(self.fc1(x), "mlp_hidden")))
     return _apply(self.drop, self.fc2(x))
 
 
