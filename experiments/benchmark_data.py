@@ -71,13 +71,14 @@ from vidjax.data import config, decode, pipeline, sampling, sources, synthetic
 class BaselineLoader(pipeline.ClipLoader):
   """Decode every frame with PyAV, then sample: the plain approach (no seeking, no index)."""
 
+  @contextlib.contextmanager
   def _frames_source(self, rec):
     allf = decode.decode_video(rec["path"], None, threads=self.cfg["video_threads"])
     h, w = allf.shape[1:3]
 
     def get(idx, size=None):
       return allf[np.asarray(idx)]
-    return len(allf), get, (h, w)
+    yield len(allf), get, (h, w)
 
 
 def per_core(loader, n_records: int, seconds: float, views: int = 1) -> float:

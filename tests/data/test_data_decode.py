@@ -38,6 +38,18 @@ def test_decode_resized(id_video):
   np.testing.assert_array_equal(synthetic.read_frame_ids(frames), [5, 33])
 
 
+def test_one_open_container_serves_successive_decodes(id_video):
+  """The loader reads the index and decodes every sample from one container: each pass seeks
+  (backwards too), resizes or not, and gives the frames a fresh decode gives."""
+  calls = [([40, 50], None), ([3, 20, 21], (24, 32)), ([59], None), ([0, 1], (24, 32))]
+  with decode.open_container(id_video) as c:
+    index = decode.packet_index(c)
+    for indices, size in calls:
+      got = decode.decode_video(c, indices, index=index, size=size)
+      np.testing.assert_array_equal(got, decode.decode_video(id_video, indices, size=size))
+      np.testing.assert_array_equal(synthetic.read_frame_ids(got), indices)
+
+
 def test_bad_files_raise_decode_error(tmp_path, id_video):
   data = open(id_video, "rb").read()
   (tmp_path / "empty.mp4").write_bytes(b"")

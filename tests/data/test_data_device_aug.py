@@ -102,6 +102,31 @@ def test_device_augmentation_needs_fused_randaugment():
     pipeline.ClipLoader(None, cfg, train=True)
 
 
+def test_auto_augments_on_the_device_on_accelerators_only():
+  """The default 'auto': device augmentation with a 16:9 canvas of the decode short side on
+  GPU/TPU, host augmentation on CPU (and with RandAugment 'exact'); explicit choices kept."""
+  for make in (config.uniformerv2_data, config.video_focalnet_data):
+    cfg = make()
+    assert cfg.train.augment_on == "auto"
+    assert config.resolve_augment_on(cfg, "gpu") == ("device", (256, 456))
+    assert config.resolve_augment_on(cfg, "tpu") == ("device", (256, 456))
+    assert config.resolve_augment_on(cfg, "cpu") == ("host", ())
+    cfg.video_short_side = 0  # original size: no bounded canvas, the host cuts the crop
+    assert config.resolve_augment_on(cfg, "tpu") == ("device", ())
+    cfg.train.device_canvas = (320, 576)
+    assert config.resolve_augment_on(cfg, "gpu") == ("device", (320, 576))
+  cfg = config.uniformerv2_data()
+  cfg.train.randaug_mode = "exact"
+  assert config.resolve_augment_on(cfg, "gpu") == ("host", ())
+  cfg.train.augment_on = "host"
+  assert config.resolve_augment_on(cfg, "gpu") == ("host", ())
+  cfg.train.augment_on = "gpu"
+  with pytest.raises(ValueError, match="data.train.augment_on='gpu'"):
+    config.resolve_augment_on(cfg, "gpu")
+  # This CPU process: the loader and the train step both resolve 'auto' to the host.
+  assert pipeline.ClipLoader(None, config.uniformerv2_data(), train=True).device_aug is False
+
+
 def test_grain_batches_carry_the_parameters_with_repeated_samples(file_source):
   # Sth-Sth style: 2 augmentations per record; the device batch equals the host batch.
   def cfg(on):

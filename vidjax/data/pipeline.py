@@ -69,15 +69,17 @@ iterates a pipeline with `workers > 0` needs the usual `if __name__ == "__main__
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
 import jax
 import numpy as np
 
+from vidjax.data import config as data_config
 from vidjax.data import decode, device_aug, sampling, sources, transforms
 
 _log = logging.getLogger("vidjax.data")
@@ -107,9 +109,8 @@ class ClipLoader:
     if self.cfg["train"]["randaug_mode"] not in ("exact", "fused"):
       raise ValueError(f"data.train.randaug_mode={self.cfg['train']['randaug_mode']!r}: "
                        "expected 'exact' or 'fused'")
-    augment_on = self.cfg["train"].get("augment_on", "host")
-    if augment_on not in ("host", "device"):
-      raise ValueError(f"data.train.augment_on={augment_on!r}: expected 'host' or 'device'")
+    augment_on, canvas = data_config.resolve_augment_on(cfg)
+    self.cfg["train"].update(augment_on=augment_on, device_canvas=canvas)
     self.device_aug = train and augment_on == "device"
     if self.device_aug and self.cfg["train"]["randaug_mode"] == "exact":
       raise ValueError("data.train.augment_on='device' needs data.train.randaug_mode='fused' "
@@ -119,8 +120,10 @@ class ClipLoader:
                        f"expected one of {transforms.JITTER_MODES}")
 
   # -- decoding ------------------------------------------------------------------------------
-  def _frames_source(self, rec: dict) -> tuple[int, Callable, tuple[int, int]]:
-    """(num_frames, get(indices, decode_hw_or_None) -> uint8 [T,H,W,3], source (h, w))."""
+  @contextlib.contextmanager
+  def _frames_source(self, rec: dict) -> Iterator[tuple[int, Callable, tuple[int, int]]]:
+    """(num_frames, get(indices, decode_hw_or_None) -> uint8 [T,H,W,3], source (h, w)); a video
+    stays open (one container for the index and every decode) until the block exits."""
     c = self.cfg
     if "frames" in rec:
       jpegs = rec["frames"]
@@ -128,26 +131,26 @@ class ClipLoader:
         raise decode.DecodeError("no frames")
       hw = decode.jpeg_size(jpegs[0])
 
-      def get(idx, size=None):
+      def get_jpegs(idx, size=None):
         return [decode.decode_jpeg(jpegs[i], size) for i in idx]
-      return len(jpegs), get, hw
-    src = rec["video"] if "video" in rec else rec["path"]
-    with decode.open_container(src) as cont:
+      yield len(jpegs), get_jpegs, hw
+      return
+    with decode.open_container(rec["video"] if "video" in rec else rec["path"]) as cont:
       if not cont.streams.video:
         raise decode.DecodeError("no video stream")
       st = cont.streams.video[0]
       h, w = st.codec_context.height, st.codec_context.width
       index = decode.packet_index(cont)
       decode.check_complete(cont, index.num_frames, c["max_missing_fraction"])
-    if index.num_frames == 0 or h == 0 or w == 0:
-      raise decode.DecodeError("empty video")
-    if c["video_short_side"]:
-      h, w = transforms.short_side_size(h, w, c["video_short_side"])
+      if index.num_frames == 0 or h == 0 or w == 0:
+        raise decode.DecodeError("empty video")
+      if c["video_short_side"]:
+        h, w = transforms.short_side_size(h, w, c["video_short_side"])
 
-    def get(idx, size=None):
-      return decode.decode_video(src, idx, threads=c["video_threads"], size=size or (h, w),
-                                 index=index)
-    return index.num_frames, get, (h, w)
+      def get(idx, size=None):
+        return decode.decode_video(cont, idx, threads=c["video_threads"], size=size or (h, w),
+                                   index=index)
+      yield index.num_frames, get, (h, w)
 
   # -- one element ---------------------------------------------------------------------------
   def _train_clip(self, n, get, hw, rng) -> np.ndarray:
@@ -231,9 +234,9 @@ class ClipLoader:
 
   def _train_element(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
     rec = self.source[index]
-    n, get, hw = self._frames_source(rec)
     reps = self.cfg["train"]["num_samples"]
-    clips, params = zip(*[self._train_sample(n, get, hw, rng) for _ in range(reps)])
+    with self._frames_source(rec) as (n, get, hw):
+      clips, params = zip(*[self._train_sample(n, get, hw, rng) for _ in range(reps)])
     blank = [is_blank(x) for x in clips]
     if reps == 1:
       el = {"clip": clips[0], "label": np.int32(rec["label"]), "blank": np.bool_(blank[0])}
@@ -264,7 +267,8 @@ class ClipLoader:
       try:
         rec = self.source[index]
         el["label"] = np.int32(rec["label"])
-        el["clip"] = self._eval_views(*self._frames_source(rec))
+        with self._frames_source(rec) as source:
+          el["clip"] = self._eval_views(*source)
         el["valid"] = np.bool_(True)
       except (decode.DecodeError, OSError) as e:
         self._warn(index, e, "excluded from evaluation")

@@ -37,6 +37,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from vidjax import models
+from vidjax.data import config as data_config
 from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import evaluate as eval_lib
@@ -78,6 +79,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if c.model.num_frames != c.data.num_frames:
     raise ValueError(f"model.num_frames={c.model.num_frames} != data.num_frames="
                      f"{c.data.num_frames}")
+  # 'auto' decided once here, so the workdir's config.json records what ran.
+  on, canvas = data_config.resolve_augment_on(c.data)
+  c.data.train.augment_on, c.data.train.device_canvas = on, canvas
   return c
 
 

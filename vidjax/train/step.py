@@ -30,6 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from vidjax.data import config as data_config
 from vidjax.data import device_aug, mixing
 
 
@@ -145,7 +146,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, schedule: Ca
   # data.train.augment_on='device': the batch carries the host-drawn parameters (aug_*) and the
   # augmentation runs here, before normalisation (vidjax.data.device_aug).
   augment = None
-  if t.get("augment_on", "host") == "device":
+  if data_config.resolve_augment_on(data_cfg)[0] == "device":
     augment = functools.partial(
         device_aug.apply, color_ops=bool(t.rand_augment),
         jitter_gray=bool(t.color_jitter_prob > 0 or t.grayscale_prob > 0),
