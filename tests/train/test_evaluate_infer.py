@@ -162,6 +162,21 @@ def test_evaluate_a_converted_checkpoint_takes_its_class_count(converted, tmp_pa
   saved = json.load(open(tmp_path / "eval_val.json"))
   assert saved["classes"] == ["zero", "one", "two", "three"]
   assert np.asarray(saved["confusion"])[:, 2].sum() == 2
+  # The architecture is the checkpoint's too: the released config as is (T: depths 2-2-6-2,
+  # width 96) evaluates it; execution switches (dtype) stay the config's.
+  config = module.get_config()
+  config.model.dtype = "bfloat16"
+  config.data.update(source="files", format="list", video_dir=d, workers=0, num_frames=4,
+                     crop_size=32, video_short_side=0, eval_batch_size=-1,
+                     eval_annotations=os.path.join(d, "train.txt"))
+  config.data.eval.update(num_clips=2, num_crops=1, short_side=32)
+  notes = []
+  again = evaluate.evaluate_checkpoint(config, ckpt, out=str(tmp_path), log=notes.append)
+  for field in ("depths=(2, 2, 6, 2) -> (1, 1, 1, 1)", "embed_dim=96 -> 8", "num_frames=8 -> 4",
+                "num_classes=400 -> 4"):
+    assert any(f"model.{field} (from {ckpt})" in n for n in notes), (field, notes)
+  assert not any("dtype" in n for n in notes)
+  assert again["top1"] == out["top1"] and again["num_videos"] == 2
 
 
 def test_demo_quick_runs_end_to_end(tmp_path):

@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -198,22 +199,42 @@ def confusion_png(confusion, names: list[str], path: str, title: str) -> None:
   plt.close(fig)
 
 
+# Model fields a user may change when evaluating (how, not what, is computed); every other field
+# comes from the checkpoint, whose weights define the architecture.
+EXECUTION_FIELDS = ("dtype", "param_dtype", "attention_impl", "depthwise_impl", "remat_policy")
+
+
+def checkpoint_model(config, saved_model, checkpoint: str, log=print):
+  """A copy of ``config`` whose model is the checkpoint's (``saved_model``) but for
+  :data:`EXECUTION_FIELDS`: a workdir trained with ``--config.model.x=y`` evaluates with its
+  config file alone, and a converted checkpoint's head decides the class count (e.g. a zoo file
+  fine-tuned on another label set). Each field taken from the checkpoint is logged."""
+  from vidjax import models
+  config = ml_collections.ConfigDict(config.to_dict())
+  given = dataclasses.asdict(models.model_config(config.model))
+  saved = dataclasses.asdict(models.model_config(saved_model))
+  if config.model.get("name") != saved_model.get("name"):
+    raise ValueError(f"{checkpoint} holds a {saved_model.get('name')} model but the config "
+                     f"builds model.name={config.model.get('name')!r}")
+  for k, v in saved.items():
+    if k in EXECUTION_FIELDS or given.get(k) == v:
+      continue
+    if log is not None:
+      log(f"note: model.{k}={given.get(k)!r} -> {v!r} (from {checkpoint})")
+    config.model[k] = saved_model[k] if k in saved_model else v
+  if config.model.num_classes != config.data.num_classes:
+    config.data.num_classes = config.model.num_classes
+  return config
+
+
 def evaluate_checkpoint(config, checkpoint: str, split: str = "val", out: str | None = None,
                         log=print) -> dict:
   """Evaluates ``checkpoint`` on the eval split of ``config.data``; returns the summary."""
   from vidjax.train import checkpoint as ckpt_lib
   from vidjax.train import loop
 
-  config = loop.resolve_config(config)
   saved_model, flat, info = ckpt_lib.read_weights(checkpoint)
-  if saved_model.num_classes != config.model.num_classes:
-    # A converted checkpoint's class count is read from its head (e.g. a zoo file fine-tuned
-    # on another label set): the head decides, the config gives the architecture and protocol.
-    if log is not None:
-      log(f"note: model.num_classes={config.model.num_classes} -> {saved_model.num_classes} "
-          f"(the head of {checkpoint})")
-    with config.unlocked():
-      config.model.num_classes = saved_model.num_classes
+  config = loop.resolve_config(checkpoint_model(config, saved_model, checkpoint, log))
   mesh = mesh_lib.make_mesh(config.mesh)
   config.data.eval_batch_size = eval_batch_size(config, mesh)
   ev = evaluator(config, mesh)
