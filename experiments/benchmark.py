@@ -6,6 +6,8 @@ r"""Per-chip performance of the real train / eval steps: time, clips/s, TFLOP/s,
     python experiments/benchmark.py --sweep --dtype bfloat16        # the standard set (accelerator)
     python experiments/benchmark.py --config configs/uniformerv2/ssv2_l14_16x224.py \
         --aot_topology v5e-256 --batch 4 --mesh data=16,fsdp=16   # TPU pod plan, on this CPU
+    python experiments/benchmark.py --config configs/video_focalnet/k400_base.py --vs_torch \
+        [--official_file ~/Video-FocalNets/classification/videofocalnet.py]  # CPU vs PyTorch
 
 One row per configuration: device kind and count, dtypes, per-device batch, remat / attention /
 scan / depthwise settings, compile time (trace + lower + XLA compile of the step), step time
@@ -34,6 +36,14 @@ parameter + optimizer-state bytes, the compiled peak (``memory_analysis``), FLOP
 (``cost_analysis``) and the collectives of the optimised HLO (count and result bytes per kind).
 ``--aot_topology cpu`` compiles the same program for the simulated CPU devices instead
 (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), the fallback when libtpu cannot.
+
+``--vs_torch`` (CPU, fp32, batch ``--batch`` or 1, the process's cores as threads on both
+sides) times the jitted forward of the config's network next to PyTorch eager: the network's
+per-frame part (UniFormerV2 without local MHRA and global blocks = CLIP ViT per frame, open_clip;
+Video-FocalNet ``spatial_only`` = image FocalNet per frame, timm) against its PyTorch twin
+(``ratio_vs_torch``, same computation), and with ``--official_file PATH`` (the released
+``uniformerv2_model.py`` or ``videofocalnet.py``, imported from where the user keeps it) the
+whole network against the released model at the same architecture (``ratio_vs_official``).
 
 The table goes to stdout; the last line is a JSON list of the rows.
 """
@@ -67,6 +77,7 @@ from absl import app, flags, logging
 from flax import nnx
 
 from vidjax import models
+from vidjax.models import layers
 from vidjax.train import loop, mesh as mesh_lib, step as step_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +108,11 @@ _SWEEP_CONFIGS = flags.DEFINE_list("sweep_configs", None, "--sweep over these in
 _DTYPE = flags.DEFINE_string("dtype", None, "Override model.dtype (compute), e.g. bfloat16.")
 _MAX_BATCH = flags.DEFINE_integer("max_batch", 64, "--sweep: largest per-device batch tried.")
 _MESH = flags.DEFINE_string("mesh", None, "Override config.mesh, e.g. data=16,fsdp=16,tensor=1.")
+_VS_TORCH = flags.DEFINE_bool("vs_torch", False, "CPU forward (fp32, --batch, default 1) of the "
+                               "jitted network vs PyTorch eager on the same threads (vs_torch).")
+_OFFICIAL = flags.DEFINE_string("official_file", None, "--vs_torch: also time the official model "
+                                "file (uniformerv2_model.py / videofocalnet.py of the released "
+                                "repositories) at the config's architecture.")
 _AOT = flags.DEFINE_string("aot_topology", None, "Compile (not run) the train step for a TPU "
                            "slice (v5e-256, v5p-128, v4-32, v5e:16x16, ...) or 'cpu'.")
 
@@ -247,7 +263,8 @@ def settings(config) -> dict[str, Any]:
   get = lambda k: getattr(m, k, "n/a")
   return dict(dtype=str(get("dtype")), param_dtype=str(get("param_dtype")),
               remat_policy=get("remat_policy"), attention_impl=get("attention_impl"),
-              scan_layers=get("scan_layers"), depthwise_impl=get("depthwise_impl"))
+              scan_layers=get("scan_layers"),
+              depthwise_impl=layers.depthwise_impl(get("depthwise_impl")))  # 'auto' decided
 
 
 def model_flops(config, mode: str, clips: int) -> tuple[float, float]:
@@ -371,6 +388,8 @@ def aot_devices(topology: str) -> tuple[list, str]:
 def aot_plan(rel: str, config, topology: str, batch_per_chip: int | None) -> dict[str, Any]:
   """Lowers and compiles the train step for ``topology``; per-chip bytes, FLOPs, collectives."""
   devices, name = aot_devices(topology)
+  if config.model.get("depthwise_impl") == "auto":  # decided for the TPU, not this CPU host
+    config.model.depthwise_impl = "conv"
   spec = config.mesh if not (_MESH.present and _MESH.value) else parse_mesh(_MESH.value)
   mesh = mesh_lib.make_mesh(spec, devices)
   config, mesh, setup, abstract_state, b = prepare(config, batch_per_chip, mesh)
@@ -403,6 +422,115 @@ def aot_plan(rel: str, config, topology: str, batch_per_chip: int | None) -> dic
       collectives=collectives(compiled.as_text()))
 
 
+def _median_s(fn, steps: int, warmup: int) -> float:
+  for _ in range(max(warmup, 1)):
+    fn()
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def _per_frame_twin(name: str, cfg) -> tuple[dict[str, Any], Any]:
+  """The per-frame part of the network and a PyTorch model of the same computation.
+
+  UniFormerV2 without local MHRA, temporal stride or global UniBlocks is CLIP's ViT on every
+  frame (open_clip ``VisionTransformer``); Video-FocalNet ``design='spatial_only'`` is the image
+  FocalNet on every frame (timm ``FocalNet``). Both run on [B*T, 3, S, S] in PyTorch.
+  """
+  if name == "uniformerv2":
+    from open_clip.transformer import VisionTransformer, QuickGELU
+    twin = dict(no_lmhra=True, temporal_downsample=False, n_layers=0, return_list=(),
+                mlp_dropout=())
+    ref = VisionTransformer(cfg.image_size, cfg.patch_size, cfg.width, cfg.layers, cfg.heads,
+                            mlp_ratio=4.0, output_dim=cfg.num_classes, act_layer=QuickGELU)
+  else:
+    from timm.models.focalnet import FocalNet
+    twin = dict(design="spatial_only")
+    ref = FocalNet(num_classes=cfg.num_classes, embed_dim=cfg.embed_dim, depths=cfg.depths,
+                   focal_levels=cfg.focal_levels, focal_windows=cfg.focal_windows,
+                   drop_path_rate=0.0)
+  return twin, ref.eval()
+
+
+def _official_model(path: str, name: str, cfg) -> Any:
+  """The released model class from its own file (never copied here), at ``cfg``'s architecture."""
+  import types
+  if "slowfast.utils.logging" not in sys.modules:  # the UniFormerV2 file's only repo import
+    for pkg in ("slowfast", "slowfast.utils"):
+      sys.modules.setdefault(pkg, types.ModuleType(pkg))
+    stub = types.ModuleType("slowfast.utils.logging")
+    stub.get_logger = __import__("logging").getLogger
+    sys.modules["slowfast.utils.logging"] = stub
+  spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # timm's @register_model looks its module up
+  spec.loader.exec_module(module)
+  if name == "uniformerv2":
+    return module.VisionTransformer(
+        input_resolution=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
+        layers=cfg.layers, heads=cfg.heads, output_dim=512, t_size=cfg.num_frames,
+        dw_reduction=cfg.dw_reduction, temporal_downsample=cfg.temporal_downsample,
+        no_lmhra=cfg.no_lmhra, double_lmhra=cfg.double_lmhra, return_list=list(cfg.return_list),
+        n_layers=cfg.n_layers, n_dim=cfg.width, n_head=cfg.n_head, mlp_factor=cfg.mlp_factor,
+        mlp_dropout=list(cfg.mlp_dropout), num_classes=cfg.num_classes).eval()
+  return module.VideoFocalNet(
+      img_size=cfg.image_size, patch_size=cfg.patch_size, num_classes=cfg.num_classes,
+      embed_dim=cfg.embed_dim, depths=list(cfg.depths), drop_path_rate=0.0,
+      focal_levels=list(cfg.focal_levels), focal_windows=list(cfg.focal_windows),
+      num_frames=cfg.num_frames, tubelet_size=cfg.tubelet_size).eval()
+
+
+def vs_torch(rel: str, config, batch: int | None, steps: int, warmup: int) -> dict[str, Any]:
+  """Jitted vidjax forward vs PyTorch eager on CPU: fp32, same threads, same input shape.
+
+  ``ratio_vs_torch`` compares the same computation (:func:`_per_frame_twin`; random weights:
+  time does not depend on the values); the full network's time is reported beside it, and with
+  ``--official_file`` the released PyTorch model of the whole network (``ratio_vs_official``).
+  """
+  import torch
+  threads = len(os.sched_getaffinity(0))
+  torch.set_num_threads(threads)
+  b = batch or 1
+  mcfg = config.model.to_dict()
+  mcfg.update(dtype="float32", param_dtype="float32", remat_policy="none")
+  full = models.create(mcfg, rngs=nnx.Rngs(0))
+  cfg, name = full.cfg, mcfg["name"]
+  size = getattr(cfg, "image_size", None)
+  x = jnp.full((b, cfg.num_frames, size, size, 3), 0.1, jnp.float32)
+  fwd = jax.jit(lambda m, x: m(x))
+
+  def run(model):
+    model.eval()
+    return _median_s(lambda: fwd(model, x).block_until_ready(), steps, warmup)
+
+  row = dict(config=rel, model=name, mode="infer vs torch", device_kind="cpu",
+             threads=threads, batch_per_device=b, dtype="float32",
+             depthwise_impl=layers.depthwise_impl(cfg.depthwise_impl),
+             jax_version=jax.__version__, torch_version=torch.__version__)
+  row["vidjax_s"] = run(full)
+  del full
+  twin, ref = _per_frame_twin(name, cfg)
+  row["vidjax_per_frame_s"] = run(models.create(dict(mcfg, **twin), rngs=nnx.Rngs(0)))
+  frames = torch.full((b * cfg.num_frames, 3, size, size), 0.1)
+  with torch.inference_mode():
+    row["torch_per_frame_s"] = _median_s(lambda: ref(frames), steps, warmup)
+  row["ratio_vs_torch"] = round(row["vidjax_per_frame_s"] / row["torch_per_frame_s"], 3)
+  if _OFFICIAL.value:
+    official = _official_model(_OFFICIAL.value, name, cfg)
+    clip = (torch.full((b, 3, cfg.num_frames, size, size), 0.1) if name == "uniformerv2"
+            else torch.full((b, cfg.num_frames, 3, size, size), 0.1))
+    with torch.inference_mode():
+      row["official_s"] = _median_s(lambda: official(clip), steps, warmup)
+    row["ratio_vs_official"] = round(row["vidjax_s"] / row["official_s"], 3)
+  for k in ("vidjax_s", "vidjax_per_frame_s", "torch_per_frame_s", "official_s"):
+    if k in row:
+      row[k] = round(row[k], 4)
+  return row
+
+
 def _gib(x) -> str:
   return "n/a" if not isinstance(x, (int, float)) else f"{x / 2 ** 30:.2f}"
 
@@ -410,7 +538,12 @@ def _gib(x) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
   if not rows:
     return
-  if "aot_topology" in rows[0]:
+  if "ratio_vs_torch" in rows[0]:
+    cols = [("config", 34), ("threads", 3), ("batch_per_device", 5), ("depthwise_impl", 6),
+            ("vidjax_s", 8), ("vidjax_per_frame_s", 9), ("torch_per_frame_s", 9),
+            ("ratio_vs_torch", 6), ("official_s", 8), ("ratio_vs_official", 6)]
+    cell = lambda r, c: str(r.get(c, "-"))
+  elif "aot_topology" in rows[0]:
     cols = [("config", 34), ("aot_topology", 11), ("mesh", 22), ("batch_per_chip", 6),
             ("remat_policy", 8), ("compile_s", 8), ("param+opt GiB", 13), ("peak GiB", 9),
             ("HBM GiB", 8), ("TFLOP/chip", 10), ("all-gather", 10), ("reduce-scatter", 14),
@@ -428,7 +561,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             ("compile_s", 8), ("step_s", 9), ("clips_per_s", 9), ("model_tflops_per_s_per_device", 8),
             ("mfu", 6), ("peak GiB", 8), ("compiles", 3)]
     cell = lambda r, c: _gib(r["peak_bytes"]) if c == "peak GiB" else str(r.get(c))
-  heads = {"batch_per_device": "b/dev", "device_count": "n", "model_tflops_per_s_per_device":
+  heads = {"vidjax_per_frame_s": "vj frame", "torch_per_frame_s": "pt frame",
+           "ratio_vs_torch": "ratio", "official_s": "official", "ratio_vs_official": "ratio",
+           "threads": "thr", "depthwise_impl": "dw", "batch_per_device": "b/dev", "device_count": "n", "model_tflops_per_s_per_device":
            "TFLOP/s", "batch_per_chip": "b/chip", "compiles": "cmp", "remat_policy": "remat",
            "attention_impl": "attn"}
   print("  ".join(f"{heads.get(c, c)[:w]:<{w}}" for c, w in cols))
@@ -447,7 +582,11 @@ def main(argv) -> None:
   rel = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), None)
   if rel is None and "--config" in sys.argv:
     rel = sys.argv[sys.argv.index("--config") + 1]
-  if _AOT.value:
+  if _VS_TORCH.value:
+    if _CONFIG.value is None:
+      raise app.UsageError("--vs_torch needs --config")
+    rows.append(vs_torch(rel, _CONFIG.value, _BATCH.value, _STEPS.value, _WARMUP.value))
+  elif _AOT.value:
     if _CONFIG.value is None:
       raise app.UsageError("--aot_topology needs --config")
     rows.append(aot_plan(rel, _CONFIG.value, _AOT.value, _BATCH.value))

@@ -56,6 +56,51 @@ def test_cli_rows_on_cpu_compile_the_step_once_and_count_model_flops(bench):
   assert rows[0]["attention_impl"] == "xla" and rows[1]["attention_impl"] == "n/a"
 
 
+def test_vs_torch_rows_time_the_same_per_frame_computation(bench):
+  """--vs_torch: jitted forward vs PyTorch eager (open_clip ViT / timm FocalNet per frame)."""
+  pytest.importorskip("open_clip")
+  pytest.importorskip("timm")
+  rows = []
+  for config in ("uniformerv2/tiny_test.py", "video_focalnet/tiny_test.py"):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--vs_torch",
+         f"--config=configs/{config}", "--steps=2", "--warmup=1"],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2].startswith(f"configs/{config}"[-34:])  # the table row
+    rows += json.loads(lines[-1])
+  for r in rows:
+    assert r["mode"] == "infer vs torch" and r["dtype"] == "float32" and r["batch_per_device"] == 1
+    assert r["depthwise_impl"] == "shift"  # 'auto' on CPU
+    assert r["threads"] == len(os.sched_getaffinity(0))
+    assert r["vidjax_s"] > 0 and r["vidjax_per_frame_s"] > 0 and r["torch_per_frame_s"] > 0
+    assert r["ratio_vs_torch"] == pytest.approx(
+        r["vidjax_per_frame_s"] / r["torch_per_frame_s"], rel=0.02)
+    assert "official_s" not in r  # only with --official_file
+
+
+def test_per_frame_twins_compute_what_the_torch_references_compute(bench):
+  """The per-frame configs have the PyTorch twin's parameter count (same architecture)."""
+  import jax
+  from flax import nnx
+  from vidjax import models
+  pytest.importorskip("open_clip")
+  pytest.importorskip("timm")
+  for config in ("uniformerv2/tiny_test.py", "video_focalnet/tiny_test.py"):
+    mcfg = bench.load_config(config).model.to_dict()
+    full = models.create(mcfg, rngs=nnx.Rngs(0))
+    twin, ref = bench._per_frame_twin(mcfg["name"], full.cfg)
+    ours = models.create(dict(mcfg, **twin), rngs=nnx.Rngs(0))
+    n_ours = sum(x.size for x in jax.tree.leaves(nnx.state(ours, nnx.Param)))
+    n_ref = sum(p.numel() for p in ref.parameters())
+    if mcfg["name"] == "uniformerv2":  # CLIP's output projection C x 512 vs our C x classes head
+      n_ref += -ref.proj.numel() + (full.cfg.width + 1) * full.cfg.num_classes
+    print(config, n_ours, n_ref)
+    assert n_ours == n_ref
+
+
 def test_peak_table_topology_names_and_mesh_flag(bench):
   assert bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
   assert bench.peak_tflops("NVIDIA H200") == 989.0

@@ -219,3 +219,26 @@ def test_device_augmentation_runs_in_the_train_step(load_config):
   d_dev = abs(float(md["loss"]) - float(mh["loss"]))
   d_raw = abs(float(mr["loss"]) - float(mh["loss"]))
   assert d_dev < 1e-4 and d_raw > 10 * d_dev, (d_dev, d_raw)
+
+
+def test_train_step_compiles_once_and_never_talks_to_the_host(u8):
+  # Steps after the first reuse the compiled program (same shapes, donated state), and the
+  # optimised HLO has no host round trip: no callbacks, infeed/outfeed, send/recv, host memory.
+  c, setup, state = u8
+  compiles = []
+
+  def listen(event, duration, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  state, _ = _steps(setup, loop.init_state(setup, seed=0)[0], [_batch(c, 8, 0)])  # compiles
+  first = len(compiles)
+  state, metrics = _steps(setup, state, [_batch(c, 8, s) for s in (1, 2, 3)])
+  jax.block_until_ready(metrics)
+  assert len(compiles) == first, f"{len(compiles) - first} recompiles over 3 steps"
+  with jax.set_mesh(setup.mesh), nnx.logical_axis_rules(setup.rules):
+    hlo = setup.train_step.lower(
+        state, jax.device_put(_batch(c, 8, 4), setup.batch_sharding)).compile().as_text()
+  for needle in ("callback", "infeed", "outfeed", " send(", " recv(", "S(5)"):
+    assert needle not in hlo, needle

@@ -62,7 +62,7 @@ def uniformerv2(root: str | None) -> ml_collections.ConfigDict:
   # 8x8 patches (a 4x4 grid per 32x32 frame): 3x cheaper than 4x4 patches, same accuracy.
   c.model.update(dict(width=64, layers=4, heads=4, n_head=4, patch_size=8, return_list=(2, 3),
                       n_layers=2, mlp_dropout=(0.0, 0.0), cls_dropout=0.0,
-                      backbone_drop_path_rate=0.0, drop_path_rate=0.0, depthwise_impl="shift"))
+                      backbone_drop_path_rate=0.0, drop_path_rate=0.0))
   c.optim.weight_decay = 0.05
   synthetic_data(c, root)
   return c
@@ -73,7 +73,6 @@ def video_focalnet(root: str | None) -> ml_collections.ConfigDict:
       root, variant="tiny", dataset="synthetic", num_classes=NUM_CLASSES, gpus=2, flip=0.0,
       depths=(1, 1, 2, 1), embed_dim=24, num_frames=NUM_FRAMES, image_size=IMAGE_SIZE,
       drop_path_rate=0.0)
-  c.model.depthwise_impl = "shift"  # XLA's grouped convs are the CPU bottleneck
   c.optim = ml_collections.ConfigDict(dict(
       name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05, clip_grad_norm=5.0,
       grad_accum_steps=1))

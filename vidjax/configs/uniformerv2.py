@@ -71,7 +71,7 @@ def model(family: str, *, num_classes: int, num_frames: int,
       backbone_drop_path_rate=0.0, drop_path_rate=0.0, frozen=False,
       fusion="sequential", num_queries=1, use_dpe=True,
       dtype="float32", param_dtype="float32", attention_impl="xla", remat_policy="none",
-      depthwise_impl="conv", scan_layers=False))
+      depthwise_impl="auto", scan_layers=False))
   for k, v in {**f, **overrides}.items():
     if k not in m:
       raise KeyError(f"model.{k}: not a UniFormerV2 field")

@@ -41,7 +41,7 @@ def model(variant: str, num_classes: int, **overrides) -> ml_collections.ConfigD
       use_postln=False, use_postln_in_modulation=False, normalize_modulator=False,
       use_layerscale=False, layerscale_value=1e-4, use_conv_embed=False,
       design="spatio_temporal", modulator_fusion="multiply",
-      dtype="float32", param_dtype="float32", remat_policy="none", depthwise_impl="conv",
+      dtype="float32", param_dtype="float32", remat_policy="none", depthwise_impl="auto",
       scan_layers=False))
   for k, v in overrides.items():
     if k not in m:

@@ -129,7 +129,8 @@ def conv(cfg: DtypeConfig, din: int, dout: int, kernel: Sequence[int],
   """
   fan_in = din // groups * math.prod(kernel)
   depthwise = groups == din == dout and groups > 1 and strides in (1, (1,) * len(kernel))
-  cls = DepthwiseConv if depthwise and getattr(cfg, "depthwise_impl", "conv") == "shift" else nnx.Conv
+  shift = depthwise_impl(getattr(cfg, "depthwise_impl", "conv")) == "shift"
+  cls = DepthwiseConv if depthwise and shift else nnx.Conv
   return cls(
       din, dout, tuple(kernel), strides=strides, padding=padding, feature_group_count=groups,
       use_bias=use_bias, dtype=dtype_from_name(cfg.dtype),
@@ -138,7 +139,19 @@ def conv(cfg: DtypeConfig, din: int, dout: int, kernel: Sequence[int],
       bias_init=partitioned(bias_init or torch_uniform(fan_in), names[-1:]), rngs=rngs)
 
 
-DEPTHWISE_IMPLS = ("conv", "shift")
+DEPTHWISE_IMPLS = ("auto", "conv", "shift")
+
+
+def depthwise_impl(name: str, backend: str | None = None) -> str:
+  """``model.depthwise_impl`` decided: 'auto' (the default) is 'shift' on CPU, 'conv' elsewhere.
+
+  XLA:CPU lowers grouped convolutions to a slow generic loop (UniFormerV2-B/16's four 3x3x3 DPE
+  convs: 3.1 of its 5.5-s forward); GPUs and TPUs have native depthwise kernels. Both compute
+  the same function with the same parameters (tested), so checkpoints do not depend on it.
+  """
+  if name != "auto":
+    return name
+  return "shift" if (backend or jax.default_backend()) == "cpu" else "conv"
 
 
 def depthwise_shift(x: Array, kernel: Array, padding: Any) -> Array:
@@ -147,7 +160,7 @@ def depthwise_shift(x: Array, kernel: Array, padding: Any) -> Array:
   ``kernel`` [*k, 1, C] (an ``nnx.Conv`` depthwise kernel), x [..., *spatial, C]: the same
   function as ``nnx.Conv(feature_group_count=C)`` (summation order differs: ~1 ulp), built
   from pads, slices and multiply-adds that XLA fuses. On CPU this is 5-10x faster than XLA's
-  grouped convolution forward and backward (the demo's main cost); on accelerators keep "conv".
+  grouped convolution forward and backward; accelerators use "conv" (:func:`depthwise_impl`).
   """
   k = kernel.shape[:-2]
   nd = len(k)
@@ -173,8 +186,8 @@ def depthwise_shift(x: Array, kernel: Array, padding: Any) -> Array:
 class DepthwiseConv(nnx.Conv):
   """``nnx.Conv`` (same parameters, same checkpoints) computing through :func:`depthwise_shift`.
 
-  Chosen by ``layers.conv`` for stride-1 depthwise convs when the network config has
-  ``depthwise_impl='shift'``.
+  Chosen by ``layers.conv`` for stride-1 depthwise convs when the network config's
+  ``depthwise_impl`` is 'shift' ('auto' on CPU).
   """
 
   def __call__(self, inputs: Array) -> Array:

@@ -107,7 +107,7 @@ class Config:
   dtype: str = "float32"
   param_dtype: str = "float32"
   attention_impl: str = "xla"
-  depthwise_impl: str = "conv"  # "shift": layers.depthwise_shift (fast on CPU) for DPE / LT_MHRA
+  depthwise_impl: str = "auto"  # layers.depthwise_impl: CPU shift, else conv (DPE, LT_MHRA)
   remat_policy: str = "none"  # layers._REMAT_POLICIES: none, full, save_attention, ...
   scan_layers: bool = False
 

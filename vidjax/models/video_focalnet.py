@@ -84,7 +84,7 @@ class Config:
   modulator_fusion: str = "multiply"
   dtype: str = "float32"
   param_dtype: str = "float32"
-  depthwise_impl: str = "conv"  # "shift": layers.depthwise_shift (fast on CPU) for focal convs
+  depthwise_impl: str = "auto"  # layers.depthwise_impl: CPU shift, else conv (focal convs)
   remat_policy: str = "none"  # layers._REMAT_POLICIES: none, full, save_attention, ...
   scan_layers: bool = False
 
