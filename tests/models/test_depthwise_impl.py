@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from tests.models.test_remat_policies import _model_cfg
+from tests.models.test_remat_policies import (_model_cfg, assert_same_loss_and_grads,
+                                             perturbed_model)
 from vidjax import models
 from vidjax.models import layers
 
@@ -27,29 +28,12 @@ def _convs(model) -> dict[str, type]:
 def test_shift_equals_conv_forward_and_backward(network, overrides):
   outs, kinds = [], []
   for impl in ("conv", "shift"):
-    model = models.create(_model_cfg(network, depthwise_impl=impl, **overrides),
-                          rngs=nnx.Rngs(0))
-    state = nnx.state(model, nnx.Param)
-    keys = iter(jax.random.split(jax.random.key(3), len(jax.tree.leaves(state))))
-    nnx.update(model, jax.tree.map(
-        lambda p: p + 0.2 * jax.random.normal(next(keys), p.shape, p.dtype), state))
-    model.eval()
+    model, x = perturbed_model(network, depthwise_impl=impl, **overrides)
     kinds.append(set(_convs(model).values()))
-    cfg = model.cfg
-    frames = getattr(cfg, "num_frames", None) or cfg.t_size
-    size = getattr(cfg, "image_size", None) or cfg.img_size
-    x = jax.random.uniform(jax.random.key(1), (2, frames, size, size, 3), jnp.float32, -1, 1)
     with jax.default_matmul_precision("highest"):
       outs.append(nnx.jit(nnx.value_and_grad(lambda m, x: jnp.sum(m(x) ** 2)))(model, x))
   assert kinds == [{nnx.Conv}, {layers.DepthwiseConv}]  # every depthwise conv switched
-  (l1, g1), (l2, g2) = outs
-  g1, g2 = nnx.to_pure_dict(g1), nnx.to_pure_dict(g2)
-  worst = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), g1, g2)))
-  scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g1))
-  print(f"{network}{overrides}: loss {float(l1):.6f} / {float(l2):.6f}, max |Δgrad| "
-        f"{worst:.2e} (max |grad| {scale:.2e})")
-  assert abs(float(l1) - float(l2)) <= 1e-5 * abs(float(l1))
-  assert worst <= 1e-4 * scale  # summation order differs: fp32 rounding only
+  assert_same_loss_and_grads(f"{network}{overrides}", *outs)
 
 
 def test_auto_is_shift_on_cpu_and_conv_on_accelerators():

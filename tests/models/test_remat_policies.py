@@ -41,19 +41,38 @@ def _model_cfg(network: str, **overrides) -> dict:
   return dict(module.get_config().model.to_dict(), **overrides)
 
 
-def _loss_fn(network: str, policy: str):
-  """Pure ``loss(state, x)`` of the network's tiny model (dropout off) and its input."""
-  cfg = _model_cfg(network, remat_policy=policy)
+def perturbed_model(network: str, **overrides) -> tuple[nnx.Module, jax.Array]:
+  """The network's tiny model in eval mode with non-trivial weights (zero-initialised
+  projections would hide gradient differences), and an input clip for it."""
+  cfg = _model_cfg(network, **overrides)
   model = models.create(cfg, rngs=nnx.Rngs(0))
-  # Non-trivial weights: zero-initialised projections would hide gradient differences.
   state = nnx.state(model, nnx.Param)
   keys = iter(jax.random.split(jax.random.key(3), len(jax.tree.leaves(state))))
   nnx.update(model, jax.tree.map(lambda p: p + 0.2 * jax.random.normal(next(keys), p.shape,
                                                                          p.dtype), state))
   model.eval()
+  size, frames = cfg["image_size"], cfg["num_frames"]
+  return model, jax.random.uniform(jax.random.key(1), (2, frames, size, size, 3), jnp.float32,
+                                   -1, 1)
+
+
+def assert_same_loss_and_grads(label: str, ref, new) -> None:
+  """(loss, grads) pairs equal up to fp32 reordering: loss 1e-5, grads 1e-4 of the largest."""
+  (l1, g1), (l2, g2) = ref, new
+  g1, g2 = nnx.to_pure_dict(g1), nnx.to_pure_dict(g2)
+  worst = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), g1, g2)))
+  scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g1))
+  print(f"{label}: loss {float(l1):.6f} / {float(l2):.6f}, max |Δgrad| {worst:.2e} "
+        f"(max |grad| {scale:.2e})")
+  assert abs(float(l1) - float(l2)) <= 1e-5 * abs(float(l1))
+  # Recomputed / rewritten convolutions fuse differently in XLA: fp32 reordering only.
+  assert worst <= 1e-4 * scale
+
+
+def _loss_fn(network: str, policy: str):
+  """Pure ``loss(params, x)`` of the network's perturbed tiny model, its params and input."""
+  model, x = perturbed_model(network, remat_policy=policy)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  size, frames = cfg["image_size"], cfg.get("num_frames") or cfg.get("t_size")
-  x = jax.random.uniform(jax.random.key(1), (2, frames, size, size, 3), jnp.float32, -1, 1)
 
   def loss(p, x):
     # The non-parameter state enters as an array argument, not a closed-over constant.
@@ -70,13 +89,7 @@ def test_named_policy_equals_no_remat_and_saves_its_names(network, policy):
   with jax.default_matmul_precision("highest"):
     l1, g1 = jax.jit(jax.value_and_grad(loss_ref))(params, x)
     l2, g2 = jax.jit(jax.value_and_grad(loss_rem))(params_rem, x)
-  g1, g2 = nnx.to_pure_dict(g1), nnx.to_pure_dict(g2)
-  worst = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), g1, g2)))
-  scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g1))
-  print(f"{network} {policy}: loss {float(l1):.6f} / {float(l2):.6f}, "
-        f"max |Δgrad| {worst:.2e} (max |grad| {scale:.2e})")
-  assert abs(float(l1) - float(l2)) <= 1e-5 * abs(float(l1))
-  assert worst <= 1e-4 * scale  # XLA fuses the recomputed convolutions differently: fp32 reorder
+  assert_same_loss_and_grads(f"{network} {policy}", (l1, g1), (l2, g2))
 
   # Tags outside the rematerialised blocks (UniFormerV2's global UniBlocks) are saved under
   # every policy: a policy's own effect is the named residuals beyond those of 'full'.

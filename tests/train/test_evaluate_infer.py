@@ -147,13 +147,18 @@ def test_evaluate_a_converted_checkpoint_takes_its_class_count(converted, tmp_pa
       "vfn_k400_tiny", os.path.join(ROOT, "configs", "video_focalnet", "k400_tiny.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+
+  def eval_config():  # the released config reading the two test videos
+    config = module.get_config()
+    config.data.update(source="files", format="list", video_dir=d, workers=0, num_frames=4,
+                       crop_size=32, video_short_side=0, eval_batch_size=-1,
+                       eval_annotations=os.path.join(d, "train.txt"))
+    config.data.eval.update(num_clips=2, num_crops=1, short_side=32)
+    return config
+
+  config = eval_config()
   assert config.model.num_classes == 400
   config.model.update(depths=(1, 1, 1, 1), embed_dim=8, num_frames=4, image_size=32)
-  config.data.update(source="files", format="list", video_dir=d, workers=0, num_frames=4,
-                     crop_size=32, video_short_side=0, eval_batch_size=-1,
-                     eval_annotations=os.path.join(d, "train.txt"))
-  config.data.eval.update(num_clips=2, num_crops=1, short_side=32)
   notes = []
   out = evaluate.evaluate_checkpoint(config, ckpt, out=str(tmp_path), log=notes.append)
   assert any("model.num_classes=400 -> 4" in n for n in notes), notes
@@ -164,12 +169,8 @@ def test_evaluate_a_converted_checkpoint_takes_its_class_count(converted, tmp_pa
   assert np.asarray(saved["confusion"])[:, 2].sum() == 2
   # The architecture is the checkpoint's too: the released config as is (T: depths 2-2-6-2,
   # width 96) evaluates it; execution switches (dtype) stay the config's.
-  config = module.get_config()
+  config = eval_config()
   config.model.dtype = "bfloat16"
-  config.data.update(source="files", format="list", video_dir=d, workers=0, num_frames=4,
-                     crop_size=32, video_short_side=0, eval_batch_size=-1,
-                     eval_annotations=os.path.join(d, "train.txt"))
-  config.data.eval.update(num_clips=2, num_crops=1, short_side=32)
   notes = []
   again = evaluate.evaluate_checkpoint(config, ckpt, out=str(tmp_path), log=notes.append)
   for field in ("depths=(2, 2, 6, 2) -> (1, 1, 1, 1)", "embed_dim=96 -> 8", "num_frames=8 -> 4",
