@@ -329,23 +329,27 @@ def measure(rel: str, config, mode: str, batch_per_device: int | None, steps: in
       peak_bytes=stats.get("peak_bytes_in_use", "n/a"), compiles=counter.count)
 
 
-def largest_batch(rel: str, config, mode: str, max_batch: int) -> int:
-  """The largest per-device batch (a power of two) whose compiled peak fits 90 % of the device:
-  batches 1 and 2 compiled, memory extrapolated linearly. 1 when the backend reports no limit."""
-  limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
+def compiled_peak(config, mode: str, batch_per_device: int) -> int:
+  """XLA's peak bytes of the compiled train / eval step at this per-device batch (not run)."""
+  c, mesh, setup, abstract_state, _ = prepare(config, batch_per_device)
+  spec = batch_spec(c, mode, setup.batch_sharding)
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(setup.rules):
+    if mode == "train":
+      compiled = setup.train_step.lower(abstract_state, spec).compile()
+    else:
+      weights = (abstract_state.params, abstract_state.frozen, abstract_state.batch_stats)
+      compiled = setup.eval_step.lower(weights, spec).compile()
+  return _memory_peak(compiled) or 0
+
+
+def largest_batch(rel: str, config, mode: str, max_batch: int, limit: int | None = None) -> int:
+  """The largest per-device batch (a power of two) whose compiled peak fits 90 % of ``limit``
+  (default: the device's ``bytes_limit``): batches 1 and 2 compiled, memory extrapolated
+  linearly. 1 when the backend reports no limit."""
+  limit = limit or (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
   if not limit:
     return 1
-  peaks = []
-  for b in (1, 2):
-    c, mesh, setup, abstract_state, _ = prepare(config, b)
-    spec = batch_spec(c, mode, setup.batch_sharding)
-    with jax.set_mesh(mesh), nnx.logical_axis_rules(setup.rules):
-      if mode == "train":
-        compiled = setup.train_step.lower(abstract_state, spec).compile()
-      else:
-        weights = (abstract_state.params, abstract_state.frozen, abstract_state.batch_stats)
-        compiled = setup.eval_step.lower(weights, spec).compile()
-    peaks.append(_memory_peak(compiled) or 0)
+  peaks = [compiled_peak(config, mode, b) for b in (1, 2)]
   per_clip = max(peaks[1] - peaks[0], 1)
   fit = int((0.9 * limit - (peaks[0] - per_clip)) // per_clip)
   b = 1

@@ -101,6 +101,22 @@ def test_per_frame_twins_compute_what_the_torch_references_compute(bench):
     assert n_ours == n_ref
 
 
+def test_largest_batch_fits_the_limit_and_the_next_power_of_two_does_not(bench):
+  # --sweep's search, on CPU with a made-up device limit (CPU reports no bytes_limit): the chosen
+  # batch's compiled peak fits 90 % of it and twice that batch's does not.
+  config = lambda: bench.load_config("uniformerv2/tiny_test.py")
+  p1, p2 = bench.compiled_peak(config(), "train", 1), bench.compiled_peak(config(), "train", 2)
+  assert p2 > p1 > 0
+  limit = int((p1 + 5.5 * (p2 - p1)) / 0.9)  # room for about 6 clips -> batch 4
+  b = bench.largest_batch("tiny", config(), "train", max_batch=64, limit=limit)
+  print(f"peak {p1} B at 1, {p2} B at 2; limit {limit} -> batch {b}")
+  assert b == 4
+  assert bench.compiled_peak(config(), "train", b) <= 0.9 * limit
+  assert bench.compiled_peak(config(), "train", 2 * b) > 0.9 * limit
+  assert bench.largest_batch("tiny", config(), "train", max_batch=2, limit=limit) == 2
+  assert bench.largest_batch("tiny", config(), "train", max_batch=64) == 1  # CPU: no limit
+
+
 def test_peak_table_topology_names_and_mesh_flag(bench):
   assert bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
   assert bench.peak_tflops("NVIDIA H200") == 989.0
