@@ -112,7 +112,8 @@ _VS_TORCH = flags.DEFINE_bool("vs_torch", False, "CPU forward (fp32, --batch, de
                                "jitted network vs PyTorch eager on the same threads (vs_torch).")
 _OFFICIAL = flags.DEFINE_string("official_file", None, "--vs_torch: also time the official model "
                                 "file (uniformerv2_model.py / videofocalnet.py of the released "
-                                "repositories) at the config's architecture.")
+                                "repositories; imported, i.e. executed, as Python) at the "
+                                "config's architecture.")
 _AOT = flags.DEFINE_string("aot_topology", None, "Compile (not run) the train step for a TPU "
                            "slice (v5e-256, v5p-128, v4-32, v5e:16x16, ...) or 'cpu'.")
 
@@ -472,6 +473,10 @@ def _official_model(path: str, name: str, cfg) -> Any:
   module = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = module  # timm's @register_model looks its module up
   spec.loader.exec_module(module)
+  cls = "VisionTransformer" if name == "uniformerv2" else "VideoFocalNet"
+  if not hasattr(module, cls):
+    raise app.UsageError(f"--official_file {path}: defines no {cls}, so it is not the released "
+                         f"{name} model file (uniformerv2_model.py / videofocalnet.py)")
   if name == "uniformerv2":
     return module.VisionTransformer(
         input_resolution=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
@@ -495,13 +500,15 @@ def vs_torch(rel: str, config, batch: int | None, steps: int, warmup: int) -> di
   ``--official_file`` the released PyTorch model of the whole network (``ratio_vs_official``).
   """
   import torch
-  threads = len(os.sched_getaffinity(0))
+  threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
   torch.set_num_threads(threads)
   b = batch or 1
   mcfg = config.model.to_dict()
   mcfg.update(dtype="float32", param_dtype="float32", remat_policy="none")
   full = models.create(mcfg, rngs=nnx.Rngs(0))
   cfg, name = full.cfg, mcfg["name"]
+  official = _official_model(_OFFICIAL.value, name, cfg) if _OFFICIAL.value else None
   size = getattr(cfg, "image_size", None)
   x = jnp.full((b, cfg.num_frames, size, size, 3), 0.1, jnp.float32)
   fwd = jax.jit(lambda m, x: m(x))
@@ -522,8 +529,7 @@ def vs_torch(rel: str, config, batch: int | None, steps: int, warmup: int) -> di
   with torch.inference_mode():
     row["torch_per_frame_s"] = _median_s(lambda: ref(frames), steps, warmup)
   row["ratio_vs_torch"] = round(row["vidjax_per_frame_s"] / row["torch_per_frame_s"], 3)
-  if _OFFICIAL.value:
-    official = _official_model(_OFFICIAL.value, name, cfg)
+  if official is not None:
     clip = (torch.full((b, 3, cfg.num_frames, size, size), 0.1) if name == "uniformerv2"
             else torch.full((b, cfg.num_frames, 3, size, size), 0.1))
     with torch.inference_mode():
@@ -531,7 +537,7 @@ def vs_torch(rel: str, config, batch: int | None, steps: int, warmup: int) -> di
     row["ratio_vs_official"] = round(row["vidjax_s"] / row["official_s"], 3)
   for k in ("vidjax_s", "vidjax_per_frame_s", "torch_per_frame_s", "official_s"):
     if k in row:
-      row[k] = round(row[k], 4)
+      row[k] = float(f"{row[k]:.4g}")  # 4 significant digits
   return row
 
 
@@ -589,6 +595,15 @@ def main(argv) -> None:
   if _VS_TORCH.value:
     if _CONFIG.value is None:
       raise app.UsageError("--vs_torch needs --config")
+    if jax.default_backend() != "cpu":
+      raise app.UsageError(f"--vs_torch compares CPU forwards, but jax runs on "
+                           f"{jax.default_backend()}: run it with JAX_PLATFORMS=cpu")
+    missing = [m for m in ("torch", "open_clip", "timm") if importlib.util.find_spec(m) is None]
+    if missing:
+      raise app.UsageError(f"--vs_torch needs {', '.join(missing)}: pip install -e '.[dev]'")
+    if _OFFICIAL.value and not (Path(_OFFICIAL.value).is_file()
+                                and _OFFICIAL.value.endswith(".py")):
+      raise app.UsageError(f"--official_file {_OFFICIAL.value}: not a Python file")
     rows.append(vs_torch(rel, _CONFIG.value, _BATCH.value, _STEPS.value, _WARMUP.value))
   elif _AOT.value:
     if _CONFIG.value is None:

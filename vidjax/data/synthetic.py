@@ -1,9 +1,9 @@
 """Synthetic motion videos (real libx264 mp4 files) whose class is only visible across frames.
 
-Each clip shows a random irregular bright polygon (random colour, size, start pose) over a random
-dark gradient background with static distractor blobs. The class is the motion: direction and speed of
-a translation (wrapping around the frame) or the sense of a rotation, so a single frame carries
-no label information. Also: `frame_id_frames` encodes the frame index as black/white blocks that
+Each clip shows a random irregular bright polygon (random colour, size, start pose) over a
+random dark gradient background with static distractor blobs. The class is the motion: direction
+and speed of a translation (wrapping around the frame) or the sense of a rotation, so a single
+frame carries no label information. Also: `frame_id_frames` encodes the frame index as black/white blocks that
 survive lossy compression exactly (decoder tests).
 
 CLI: `python -m vidjax.data.synthetic --out DIR --num_per_class N` writes
